@@ -1,0 +1,3 @@
+from preprocess.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The output directory's lifecycle: fresh, resumed after a crash, complete, or refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from preprocess.errors import UsageError
+from shards import MANIFEST
+from shards.manifest import write_json_atomic
+
+WORK_DIR = ".preprocess"  # journal and tokenizer of a run in progress; removed at the end
+_STATE = "state.json"
+_OURS = ("shard_", "tokenizer", "train", "valid", WORK_DIR)
+
+
+class Journal:
+    """Where an unfinished run records how far it got (atomically, so a kill never corrupts it)."""
+
+    def __init__(self, out: Path):
+        self.dir = out / WORK_DIR
+        self.path = self.dir / _STATE
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # written atomically, so this is not ours; treated as no journal
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path, state)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, Any],
+            inputs: list[dict[str, Any]], overwrite: bool) -> tuple[str, dict[str, Any] | None]:
+    """Decide what to do with `out`: ("fresh", None), ("resume", state) or ("complete", None)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create the output directory ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: the output directory is not writable")
+    journal = Journal(out)
+    state = journal.load()
+    if state is not None:
+        if state.get("identity") == identity and not overwrite:
+            for d in datasets:  # resuming: nothing may look complete until the end
+                (d / MANIFEST).unlink(missing_ok=True)
+            return "resume", state
+        if not overwrite:
+            raise UsageError(
+                f"--out {out}: holds an interrupted run of a different command (other inputs or settings); "
+                "re-run that command to finish it, or pass --overwrite to start over")
+        clear(out)
+        return "fresh", None
+    if all((d / MANIFEST).exists() for d in datasets):
+        if not overwrite and all(_same(d, settings, inputs) for d in datasets):
+            return "complete", None
+        if not overwrite:
+            raise UsageError(f"--out {out}: already holds a dataset made from other inputs or settings; "
+                             "choose another --out or pass --overwrite")
+        clear(out)
+        return "fresh", None
+    if any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"--out {out}: not empty and holds no preprocess run; choose a new or empty "
+                             "directory, or pass --overwrite")
+        clear(out)
+    return "fresh", None
+
+
+def _same(directory: Path, settings: dict[str, Any], inputs: list[dict[str, Any]]) -> bool:
+    try:
+        m = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    recorded = [[i.get("name"), i.get("bytes")] for i in m.get("inputs", [])]
+    wanted = [[i["name"], i["bytes"]] for i in inputs]
+    ours = {k: v for k, v in m.get("settings", {}).items() if k != "split"}
+    return ours == settings and recorded == wanted
+
+
+def clear(out: Path) -> None:
+    """Remove what preprocess writes in `out`, manifests first so nothing looks complete meanwhile."""
+    for manifest in [out / MANIFEST, out / "train" / MANIFEST, out / "valid" / MANIFEST]:
+        manifest.unlink(missing_ok=True)
+    for p in out.iterdir():
+        if p.name == MANIFEST or p.name.startswith(_OURS):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()

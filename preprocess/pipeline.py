@@ -1,0 +1,335 @@
+"""One preprocess run: inputs -> tokenizer -> encoding in worker processes -> ordered shards."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import shards
+from preprocess import tokenizer as tk
+from preprocess import worker
+from preprocess.batches import Batch, batches
+from preprocess.config import PreprocessConfig
+from preprocess.encoder import EngineSpec, choose_engine
+from preprocess.errors import InputError
+from preprocess.inputs import InputFile, Unit, discover, plan_part, plan_sample
+from preprocess.journal import Journal, prepare
+from preprocess.reader import Cursor, Piece, Skip, read_unit
+from shards import DatasetWriter, Manifest
+from shards.console import Progress, duration, human
+
+BATCH_BYTES = 256 << 10  # text per worker task: large enough to amortize IPC, small enough to balance
+SKIP_REASONS = ("empty", "whitespace", "bad_json", "no_text", "no_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    manifests: dict[str, Manifest]
+    stats: dict[str, int]
+    seconds: float
+    resumed: bool
+    already_complete: bool = False
+
+
+def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
+    t0 = time.monotonic()
+    files, ignored = discover(list(cfg.inputs))
+    if ignored and not cfg.quiet:
+        say(f"note: ignored {ignored} file(s) in input directories that are not .txt or .jsonl")
+    if cfg.tokenizer_only:
+        return _tokenizer_only(cfg, files, say, t0)
+    units = plan_part(files, *cfg.part)
+    names = ["train", "valid"] if cfg.valid_fraction > 0 else [None]
+    dirs = {n or "dataset": cfg.out / n if n else cfg.out for n in names}
+    inputs = [{"name": files[i].name, "bytes": files[i].size} for i in sorted({u.file for u in units})]
+    mode, state = prepare(cfg.out, list(dirs.values()), cfg.identity(files), cfg.settings(), inputs, cfg.overwrite)
+    if mode == "complete":
+        manifests = {k: shards.load_manifest(d) for k, d in dirs.items()}
+        return Summary(manifests, {}, time.monotonic() - t0, resumed=False, already_complete=True)
+    journal = Journal(cfg.out)
+    if state is None:
+        state = {"identity": cfg.identity(files), "cursor": None, "writers": {}, "stats": {}}
+        state["tokenizer"] = _build_tokenizer(cfg, files, journal.dir / "tokenizer", say)
+        journal.save(state)
+    tok_dir = journal.dir / "tokenizer"
+    info = tk.TokenizerInfo(**state["tokenizer"])
+    if "eos_id" not in state:
+        state["eos_id"] = tk.resolve_eos(tok_dir, info, cfg.eos_token, cfg.no_eos)
+        sample = [p.text for p in islice(_pieces(files, plan_part(files, 0, 1)[:1], cfg), 256)]
+        spec, notes = choose_engine(tok_dir, sample)
+        state["engine"] = spec.engine
+        for n in notes:
+            if not cfg.quiet:
+                say(f"note: {n}")
+        journal.save(state)
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(tok_dir, d / shards.TOKENIZER_DIR, dirs_exist_ok=True)
+    writers = {k: DatasetWriter(d, vocab_size=info.vocab_size, shard_tokens=cfg.shard_tokens,
+                                state=state["writers"].get(k)) for k, d in dirs.items()}
+    resumed = state["cursor"] is not None
+    if resumed and not cfg.quiet:
+        say(f"resuming the interrupted run in {cfg.out} ({writers[next(iter(writers))].num_tokens:,} tokens kept)")
+    run_state = _Encoding(cfg, files, units, writers, state, journal,
+                          EngineSpec(state["engine"], str(tok_dir)), info)
+    run_state.encode_all()
+    manifests = _finish(cfg, files, units, writers, state, info)
+    journal.remove()
+    totals = _totals(state["stats"])
+    totals["bytes"] = sum(s["bytes"] for s in state.get("splits", {}).values())
+    totals["chars"] = sum(s["chars"] for s in state.get("splits", {}).values())
+    return Summary(manifests, totals, time.monotonic() - t0, resumed)
+
+
+def _tokenizer_only(cfg: PreprocessConfig, files: list[InputFile], say, t0: float) -> Summary:
+    out = cfg.out
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        from preprocess.errors import UsageError
+        raise UsageError(f"--out {out}: not empty; choose a new directory or pass --overwrite")
+    if out.exists() and cfg.overwrite:
+        shutil.rmtree(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    info = _build_tokenizer(cfg, files, tmp, say)
+    tmp.rename(out)
+    if not cfg.quiet:
+        say(f"tokenizer: {info['kind']}, {info['vocab_size']:,} tokens, saved in {out}")
+    return Summary({}, {}, time.monotonic() - t0, resumed=False)
+
+
+def _build_tokenizer(cfg: PreprocessConfig, files: list[InputFile], tok_dir: Path, say) -> dict[str, Any]:
+    shutil.rmtree(tok_dir, ignore_errors=True)
+    tok_dir.mkdir(parents=True)
+    if cfg.vocab_size is not None:
+        units = plan_sample(files, cfg.sample_bytes)
+        texts = _sample_texts(files, units, cfg)
+        if not cfg.quiet:
+            say(f"training a {cfg.tokenizer_type} SentencePiece tokenizer, vocab {cfg.vocab_size:,}, "
+                f"on up to {human(cfg.sample_bytes, 'B')} of the inputs")
+        tk.train_sentencepiece(texts, cfg.vocab_size, tok_dir, model_type=cfg.tokenizer_type,
+                               character_coverage=cfg.character_coverage, threads=max(cfg.workers, 1))
+        kind, source = f"sentencepiece-{cfg.tokenizer_type}", f"trained by preprocess --vocab-size {cfg.vocab_size}"
+    else:
+        how = tk.import_tokenizer(cfg.tokenizer, tok_dir)
+        kind = "sentencepiece" if how == "sentencepiece-file" else "transformers"
+        source = cfg.tokenizer
+    info = tk.describe(tok_dir, source, kind)
+    if info.vocab_size > 1 << 32:
+        raise InputError(f"tokenizer vocabulary of {info.vocab_size} does not fit uint32 ids")
+    return {k: getattr(info, k) for k in info.__slots__}
+
+
+def _sample_texts(files: list[InputFile], units: list[Unit], cfg: PreprocessConfig) -> Iterator[str]:
+    budget = cfg.sample_bytes
+    for piece in _pieces(files, units, cfg):
+        yield piece.text
+        budget -= piece.nbytes
+        if budget <= 0:
+            return
+
+
+def _pieces(files: list[InputFile], units: list[Unit], cfg: PreprocessConfig) -> Iterator[Piece]:
+    for i in range(len(units)):
+        for item in read_unit(files, units, i, text_key=cfg.text_key, errors=cfg.errors,
+                              max_doc_bytes=cfg.max_doc_bytes):
+            if isinstance(item, Piece):
+                yield item
+
+
+class _InProcess:
+    """The Pool interface for --workers 0: encode in this process (debugging, tiny inputs)."""
+
+    class _Done:
+        def __init__(self, value):
+            self.value = value
+
+        def get(self):
+            return self.value
+
+    def __init__(self, initargs):
+        worker.init(*initargs)
+
+    def apply_async(self, fn, args):
+        return self._Done(fn(*args))
+
+    def terminate(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Encoding:
+    """The ordered, bounded pipeline: read -> batch -> workers -> reassemble in order -> write."""
+
+    def __init__(self, cfg, files, units, writers, state, journal, spec, info):
+        self.cfg, self.files, self.units, self.writers = cfg, files, units, writers
+        self.state, self.journal, self.spec, self.info = state, journal, spec, info
+        self.carry: list[np.ndarray] = []  # ids of a document whose last piece is still to come
+        self.last_save = time.monotonic()
+        self.dtype = shards.dtype_for_vocab(info.vocab_size)
+        total = sum(_unit_bytes(files[u.file], u) for u in units)
+        self.bar = Progress(total, "B", label="preprocess", enabled=False if cfg.quiet else None)
+
+    def encode_all(self) -> None:
+        cfg = self.cfg
+        initargs = (self.spec, self.state["eos_id"], self.dtype.str, self.info.vocab_size)
+        if cfg.workers == 0:
+            pool = _InProcess(initargs)
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(cfg.workers, initializer=worker.init, initargs=initargs)
+        window = 2 * max(cfg.workers, 1) + 2  # batches in flight: workers never idle, memory bounded
+        pending: deque = deque()
+        try:
+            for batch in batches(self._items(), BATCH_BYTES, cfg.valid_fraction):
+                pending.append((batch, pool.apply_async(worker.encode, (batch.texts, batch.ends))))
+                while len(pending) >= window:
+                    self._write(*pending.popleft())
+            while pending:
+                self._write(*pending.popleft())
+        finally:
+            pool.terminate()
+            self.bar.close()
+        self._checkpoint(force=True)
+
+    def _items(self) -> Iterator[Piece | Skip]:
+        cursor = self.state["cursor"]
+        start = Cursor(**cursor) if cursor else None
+        first = start.unit if start else 0
+        for i in range(first, len(self.units)):
+            yield from read_unit(self.files, self.units, i, text_key=self.cfg.text_key, errors=self.cfg.errors,
+                                 max_doc_bytes=self.cfg.max_doc_bytes, resume=start if i == first else None,
+                                 progress=self.bar.advance)
+
+    def _write(self, batch: Batch, result) -> None:
+        tokens, lengths = result.get()
+        ends = np.asarray(batch.ends, dtype=bool)
+        if len(ends):
+            # Piece lengths -> document lengths; a document's pieces are consecutive.
+            starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
+            doc_lengths = np.add.reduceat(lengths, starts) if len(lengths) else lengths
+            complete = len(starts) if ends[-1] else len(starts) - 1
+            done = int(doc_lengths[:complete].sum())
+            if self.carry and complete:
+                carried = np.concatenate(self.carry)
+                tokens = np.concatenate((carried, tokens))
+                doc_lengths = doc_lengths.copy()
+                doc_lengths[0] += len(carried)
+                done += len(carried)
+                self.carry = []
+            if done < len(tokens):
+                self.carry.append(tokens[done:])
+            self._add(tokens[:done], doc_lengths[:complete], batch)
+        for f, delta in batch.stats.items():
+            for key, n in delta.items():
+                self._count(f, key, n)
+        if batch.cursor is not None and not self.carry:
+            self.state["cursor"] = batch.cursor.to_json()
+            self._checkpoint()
+
+    def _add(self, tokens: np.ndarray, lengths: np.ndarray, batch: Batch) -> None:
+        files = np.asarray(batch.docs_file, dtype=np.int64)
+        valid = np.asarray(batch.docs_valid, dtype=bool)
+        nbytes = np.asarray(batch.docs_bytes, dtype=np.int64)
+        nchars = np.asarray(batch.docs_chars, dtype=np.int64)
+        empty = lengths == 0  # e.g. text the tokenizer maps to nothing, with --no-eos
+        for f, e in zip(files.tolist(), empty.tolist()):
+            self._count(f, "no_tokens" if e else "documents")
+        keep_docs = {"train": ~empty & ~valid, "valid": ~empty & valid} if "valid" in self.writers \
+            else {"dataset": ~empty}
+        per_token = np.repeat(np.arange(len(lengths)), lengths)
+        splits = self.state.setdefault("splits", {})
+        for name, keep in keep_docs.items():
+            if keep.any():
+                self.writers[name].add(tokens[keep[per_token]], lengths[keep])
+                split = splits.setdefault(name, {"bytes": 0, "chars": 0})
+                split["bytes"] += int(nbytes[keep].sum())
+                split["chars"] += int(nchars[keep].sum())
+        self.bar.advance(0, tok=len(tokens))
+
+    def _count(self, f: int, key: str, n: int = 1) -> None:
+        s = self.state["stats"].setdefault(str(f), {})
+        s[key] = s.get(key, 0) + n
+
+    def _checkpoint(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_save < self.cfg.checkpoint_seconds:
+            return
+        self.state["writers"] = {k: w.checkpoint() for k, w in self.writers.items()}
+        self.journal.save(self.state)
+        self.last_save = now
+
+
+def _unit_bytes(f: InputFile, u: Unit) -> int:
+    if f.compression is not None:
+        return f.size
+    return (f.size if u.stop is None else u.stop) - u.start
+
+
+def _finish(cfg, files, units, writers, state, info) -> dict[str, Manifest]:
+    stats = state["stats"]
+    used = sorted({u.file for u in units})
+    inputs = []
+    for i in used:
+        s = stats.get(str(i), {})
+        inputs.append({"name": files[i].name, "bytes": files[i].size,
+                       **{k: int(s.get(k, 0)) for k in ("documents", "replaced", "nul_bytes", "split", *SKIP_REASONS)}})
+    tokenizer = {"kind": info.kind, "source": info.source, "eos_token": info.eos_token, "bos_id": info.bos_id}
+    manifests = {}
+    totals = _totals(stats)
+    for name, w in writers.items():
+        settings = dict(cfg.settings())
+        if name != "dataset":
+            settings["split"] = name
+        split = state.get("splits", {}).get(name, {"bytes": 0, "chars": 0})
+        # Reading counts cover the whole run (both splits); characters are this dataset's own.
+        m_stats = {"characters": split["chars"], **{k: totals[k] for k in ("replaced", "nul_bytes", "split", *SKIP_REASONS)}}
+        manifests[name] = w.finish(
+            eos_id=state["eos_id"] if state["eos_id"] is not None else info.eos_id,
+            eos_separates_documents=state["eos_id"] is not None, tokenizer=tokenizer, settings=settings,
+            inputs=inputs, stats=m_stats, source_bytes=split["bytes"], tool_version=shards.__version__)
+    return manifests
+
+
+def _totals(stats: dict[str, dict[str, int]]) -> dict[str, int]:
+    total: Counter = Counter()
+    for s in stats.values():
+        total.update(s)
+    keys = ("documents", "bytes", "chars", "replaced", "nul_bytes", "split", *SKIP_REASONS)
+    return {k: int(total.get(k, 0)) for k in keys}
+
+
+def report(summary: Summary, cfg: PreprocessConfig) -> str:
+    """The end-of-run summary, for people."""
+    if summary.already_complete:
+        lines = [f"{cfg.out}: already complete for this command; nothing to do (--overwrite rebuilds it)"]
+        for name, m in summary.manifests.items():
+            lines.append(f"  {name}: {m.num_tokens:,} tokens, {m.num_documents:,} documents, fingerprint {m.fingerprint}")
+        return "\n".join(lines)
+    s = summary.stats
+    tokens = sum(m.num_tokens for m in summary.manifests.values())
+    secs = max(summary.seconds, 1e-9)
+    lines = [f"wrote {cfg.out}" + (" (resumed)" if summary.resumed else "")]
+    for name, m in summary.manifests.items():
+        lines.append(f"  {name}: {m.num_tokens:,} tokens, {m.num_documents:,} documents, {len(m.shards)} shard(s), "
+                     f"{m.dtype.name}; fingerprint {m.fingerprint}")
+    chars_per_token = s["chars"] / tokens if tokens else 0.0
+    lines.append(f"  documents {s['documents']:,}  tokens {tokens:,}  source {human(s['bytes'], 'B')}  "
+                 f"{chars_per_token:.2f} chars/token  time {duration(secs)}  {human(tokens / secs)} tokens/s")
+    skipped = ", ".join(f"{k} {s[k]:,}" for k in SKIP_REASONS if s[k]) or "none"
+    lines.append(f"  replaced characters {s['replaced']:,}  NUL bytes removed {s['nul_bytes']:,}  "
+                 f"split documents {s['split']:,}  skipped: {skipped}")
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""Getting a tokenizer into DIR/tokenizer: train SentencePiece, convert a .model, or load one.
+
+Whatever the source, the saved directory loads with `transformers.AutoTokenizer` and is the
+single source of truth: the ids written to the shards are what `AutoTokenizer.encode(doc,
+add_special_tokens=False)` returns (see `preprocess.encoder`, which checks it).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from preprocess.errors import TokenizerError
+
+SP_MODEL = "tokenizer.model"  # a SentencePiece model kept beside tokenizer.json (fast path)
+SPECIAL = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
+# SentencePiece piece types (sentencepiece_model.proto): never produced from raw text.
+_UNKNOWN, _CONTROL, _BYTE = 2, 3, 6
+# A score no text will choose: control, unknown and byte pieces exist in the vocabulary but
+# SentencePiece never matches them in text ("</s>" in a document stays four characters).
+_NEVER = -1e9
+# SentencePiece skips training sentences longer than this (bytes); longer documents are cut.
+_SP_MAX_SENTENCE = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizerInfo:
+    """What the pipeline and the manifest need to know about the saved tokenizer."""
+
+    kind: str
+    source: str
+    vocab_size: int
+    eos_id: int | None
+    eos_token: str | None
+    bos_id: int | None
+    has_sentencepiece: bool
+
+
+def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
+                        model_type: str = "unigram", character_coverage: float = 0.9995,
+                        threads: int | None = None) -> None:
+    """Train a SentencePiece model on `texts` and save it as a transformers tokenizer in out_dir.
+
+    Byte fallback: a character never seen in training becomes its UTF-8 bytes, never <unk>.
+    Identity normalization and no whitespace folding, so decode(encode(text)) == text.
+    """
+    import sentencepiece as spm
+
+    def sentences():
+        for t in texts:
+            data = t.encode("utf-8")
+            for i in range(0, len(data), _SP_MAX_SENTENCE):
+                yield data[i:i + _SP_MAX_SENTENCE].decode("utf-8", "ignore")
+
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=sentences(), model_writer=model, model_type=model_type,
+            vocab_size=vocab_size, byte_fallback=True, character_coverage=character_coverage,
+            normalization_rule_name="identity", remove_extra_whitespaces=False,
+            add_dummy_prefix=False, split_digits=True, allow_whitespace_only_pieces=True,
+            max_sentence_length=_SP_MAX_SENTENCE, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+            unk_piece=SPECIAL["unk"], bos_piece=SPECIAL["bos"], eos_piece=SPECIAL["eos"],
+            pad_piece=SPECIAL["pad"], num_threads=threads or os.cpu_count() or 1,
+            minloglevel=2)
+    except RuntimeError as e:
+        raise TokenizerError(f"SentencePiece training failed: {str(e).strip().splitlines()[-1]}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SP_MODEL).write_bytes(model.getvalue())
+    sentencepiece_to_transformers(out_dir / SP_MODEL, out_dir)
+
+
+def sentencepiece_to_transformers(model_path: Path, out_dir: Path) -> None:
+    """Write tokenizer.json + tokenizer_config.json for a SentencePiece model (offline)."""
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import SpmConverter, import_protobuf
+
+    proto = import_protobuf().ModelProto()
+    try:
+        proto.ParseFromString(Path(model_path).read_bytes())
+    except Exception:
+        raise TokenizerError(f"{model_path}: not a SentencePiece model file") from None
+    if not proto.pieces:
+        raise TokenizerError(f"{model_path}: not a SentencePiece model file (no pieces)")
+    vocab = [(p.piece, _NEVER if p.type in (_UNKNOWN, _CONTROL, _BYTE) else p.score) for p in proto.pieces]
+    backend = SpmConverter.build_tokenizer_from_spm_proto(proto, vocab)
+    if backend is None:
+        raise TokenizerError(f"{model_path}: unsupported SentencePiece model type")
+    spec = proto.trainer_spec
+    names = {}
+    for key, idx in (("unk", spec.unk_id), ("bos", spec.bos_id), ("eos", spec.eos_id), ("pad", spec.pad_id)):
+        if 0 <= idx < len(proto.pieces):
+            names[f"{key}_token"] = proto.pieces[idx].piece
+    # split_special_tokens: text spelling "</s>" is encoded as text, like SentencePiece does,
+    # so a corpus can never inject a document boundary.
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, split_special_tokens=True, **names)
+    tok.save_pretrained(str(out_dir))
+    if Path(model_path).resolve() != (out_dir / SP_MODEL).resolve():
+        shutil.copyfile(model_path, out_dir / SP_MODEL)
+
+
+def import_tokenizer(source: str, out_dir: Path) -> str:
+    """Save the tokenizer named by `source` (directory, .model file or hub name) into out_dir.
+
+    Returns a short description of the kind of source.
+    """
+    path = Path(source).expanduser()
+    if path.is_file():
+        if path.suffix != ".model":
+            raise TokenizerError(f"--tokenizer {source}: a file must be a SentencePiece .model; "
+                                 "for a transformers tokenizer pass its directory")
+        sentencepiece_to_transformers(path, out_dir)
+        return "sentencepiece-file"
+    if path.is_dir():
+        tok = _load_auto(str(path), source)
+        tok.save_pretrained(str(out_dir))
+        sp = path / SP_MODEL
+        if sp.is_file() and not (out_dir / SP_MODEL).exists():
+            shutil.copyfile(sp, out_dir / SP_MODEL)
+        return "directory"
+    if path.suffix == ".model" or os.sep in source and not _looks_like_hub_id(source):
+        raise TokenizerError(f"--tokenizer {source}: no such file or directory")
+    tok = _load_hub(source)
+    tok.save_pretrained(str(out_dir))
+    return "hub"
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    return name.count("/") <= 1 and not name.startswith((".", "/", "~"))
+
+
+def _load_auto(name: str, source: str, **kwargs):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TokenizerError(f"--tokenizer {source}: transformers cannot load it ({first})") from None
+
+
+def _load_hub(name: str):
+    """A hub tokenizer: from the local cache, else online, failing fast when offline."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError):
+        pass
+    hint = ("pass a local tokenizer directory or a SentencePiece .model file instead, "
+            "or train one with --vocab-size N")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        raise TokenizerError(f"--tokenizer {name}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}")
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        # transformers retries for most of a minute when offline; ask the network once, briefly.
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=5).close()
+    except OSError:
+        raise TokenizerError(
+            f"--tokenizer {name}: not a local path, not in the Hugging Face cache, and the hub "
+            f"({endpoint.hostname}) cannot be reached; {hint}") from None
+    return _load_auto(name, name)
+
+
+def describe(tok_dir: Path, source: str, kind: str) -> TokenizerInfo:
+    """Load the saved tokenizer back and read the facts the pipeline needs."""
+    tok = load_saved(tok_dir)
+    has_sp = (tok_dir / SP_MODEL).is_file()
+    return TokenizerInfo(kind=kind, source=source, vocab_size=len(tok), eos_id=tok.eos_token_id,
+                         eos_token=tok.eos_token, bos_id=tok.bos_token_id, has_sentencepiece=has_sp)
+
+
+def load_saved(tok_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tok_dir))
+
+
+def resolve_eos(tok_dir: Path, info: TokenizerInfo, eos_token: str | None, no_eos: bool) -> int | None:
+    """The id appended after each document, or None with --no-eos."""
+    if no_eos:
+        if eos_token is not None:
+            raise TokenizerError("--no-eos and --eos-token contradict each other; give one")
+        return None
+    if eos_token is not None:
+        vocab = load_saved(tok_dir).get_vocab()
+        if eos_token not in vocab:
+            raise TokenizerError(f"--eos-token {eos_token!r} is not a token of this tokenizer's vocabulary")
+        return vocab[eos_token]
+    if info.eos_id is None:
+        raise TokenizerError(
+            f"tokenizer {info.source} has no EOS token: pass --eos-token TEXT (a token of its "
+            "vocabulary) to separate documents, or --no-eos to join them with nothing")
+    return info.eos_id

@@ -1,0 +1,3 @@
+from shards.cli import main
+
+main()

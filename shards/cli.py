@@ -1,0 +1,133 @@
+"""The `shards` command: look into, check and decode dataset directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from shards.console import Progress, cli_errors, human
+from shards.errors import UsageError
+
+DIR = click.Path(path_type=Path, file_okay=True, dir_okay=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shardtrain", prog_name="shards")
+def main() -> None:
+    """Inspect, verify and share tokenized dataset directories made by `preprocess`.
+
+    A dataset directory holds manifest.json (written last: without it the dataset is
+    incomplete), .npy token shards, a document index per shard and the tokenizer.
+    """
+
+
+@main.command()
+@click.argument("directory", type=DIR)
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest facts as JSON.")
+def info(directory: Path, as_json: bool) -> None:
+    """Summarize a dataset: fingerprint, tokens, documents, shards, dtype, tokenizer, settings.
+
+    Two teams hold the same data and tokenizer exactly when their fingerprints are equal.
+    Reads only the manifest and file headers, so it is instant on any size.
+    """
+    from shards.reader import Dataset
+
+    with cli_errors():
+        ds = Dataset(directory)
+        m = ds.manifest.raw
+        if as_json:
+            click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+            return
+        tok = m["tokenizer"]
+        stats = m.get("stats") or {}
+        lines = [
+            f"fingerprint   {m['fingerprint']}",
+            f"dataset       {directory}",
+            f"tokens        {m['num_tokens']:,} ({human(m['num_tokens'])})",
+            f"documents     {m['num_documents']:,}",
+            f"shards        {len(m['shards'])} ({m['dtype']}, {human(sum(s['bytes'] for s in m['shards']), 'B')})",
+            f"vocab size    {m['vocab_size']:,}",
+            f"eos           {m['eos_id']} ({'after every document' if m['eos_separates_documents'] else 'not added'})",
+            f"tokenizer     {tok.get('kind')}; source: {tok.get('source')}; sha256 {tok['sha256'][:16]}...",
+            f"source bytes  {m.get('source_bytes', 0):,}",
+        ]
+        if m.get("source_bytes") and m["num_tokens"]:
+            lines.append(f"bytes/token   {m['source_bytes'] / m['num_tokens']:.2f}")
+        if stats:
+            lines.append("stats         " + ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, dict)))
+        settings = m.get("settings") or {}
+        if settings:
+            lines.append("settings      " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+        lines.append(f"written by    {m['tool']['name']} {m['tool']['version']} (format {m['format']} v{m['format_version']})")
+        click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("directory", type=DIR)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing when the dataset is intact.")
+def verify(directory: Path, quiet: bool) -> None:
+    """Re-hash every shard and check ids, document index, tokenizer and fingerprint.
+
+    Exit 0 when all holds; exit 1 with one line per problem otherwise. Run it on a dataset you
+    received before training on it.
+    """
+    from shards.manifest import load_manifest
+    from shards.verify import verify as run_verify
+
+    with cli_errors():
+        m = load_manifest(directory)
+        bar = Progress(m.num_tokens, " tok", label="verify", enabled=None if not quiet else False)
+        problems = run_verify(directory, progress=bar.advance)
+        bar.close()
+        if problems:
+            for p in problems:
+                click.echo(f"error: {p}", err=True)
+            click.echo(f"{directory}: {len(problems)} problem(s) found", err=True)
+            raise SystemExit(1)
+        if not quiet:
+            click.echo(f"ok: {directory}: {len(m.shards)} shard(s), {m.num_tokens:,} tokens, "
+                       f"{m.num_documents:,} documents; fingerprint {m.fingerprint}")
+
+
+def _token_range(text: str) -> tuple[int, int]:
+    try:
+        a, b = text.split(":")
+        return int(a), int(b)
+    except ValueError:
+        raise click.BadParameter(f"expected A:B, got {text!r}") from None
+
+
+@main.command()
+@click.argument("directory", type=DIR)
+@click.option("--doc", "doc", type=click.IntRange(min=0), help="Print document N (ids and text).")
+@click.option("--tokens", "token_range", metavar="A:B", help="Print tokens [A, B) of the stream.")
+@click.option("--ids/--no-ids", default=True, show_default=True, help="Also print the token ids.")
+def inspect(directory: Path, doc: int | None, token_range: str | None, ids: bool) -> None:
+    """Decode part of a dataset with its own tokenizer: a document or a token range."""
+    if (doc is None) == (token_range is None):
+        raise click.UsageError("give exactly one of --doc N or --tokens A:B")
+    span = _token_range(token_range) if token_range is not None else None
+    from shards.reader import Dataset
+
+    with cli_errors():
+        ds = Dataset(directory)
+        if doc is not None:
+            if doc >= ds.num_documents:
+                raise UsageError(f"--doc {doc}: the dataset has {ds.num_documents} documents (0..{ds.num_documents - 1})")
+            a, b = ds.document_span(doc)
+            header = f"document {doc}: tokens [{a}, {b}) ({b - a} tokens)"
+        else:
+            a, b = span
+            if not 0 <= a < b <= ds.num_tokens:
+                raise UsageError(f"--tokens {a}:{b}: need 0 <= A < B <= {ds.num_tokens}")
+            header = f"tokens [{a}, {b})"
+        arr = ds.read(a, b).tolist()
+        from transformers import AutoTokenizer  # lazy: only decoding needs it
+
+        tok = AutoTokenizer.from_pretrained(str(ds.tokenizer_dir))
+        click.echo(header)
+        if ids:
+            click.echo(f"ids: {arr}")
+        click.echo(tok.decode(arr))
