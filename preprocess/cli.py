@@ -28,7 +28,7 @@ def _part(ctx, param, value):
 @click.option("--vocab-size", type=click.IntRange(min=1), help="Train a new SentencePiece tokenizer of N tokens.")
 @click.option("--tokenizer-type", type=click.Choice(["unigram", "bpe"]), default="unigram", show_default=True,
               help="SentencePiece algorithm for --vocab-size.")
-@click.option("--character-coverage", type=click.FloatRange(0.9, 1.0), default=0.9995, show_default=True,
+@click.option("--character-coverage", type=click.FloatRange(0.98, 1.0), default=0.9995, show_default=True,
               help="Characters the trained vocabulary covers (the rest become bytes).")
 @click.option("--sample-bytes", type=click.IntRange(min=1), default=100_000_000, show_default=True,
               help="Text bytes, spread over all inputs, that train the tokenizer.")

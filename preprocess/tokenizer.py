@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 from collections.abc import Iterable
@@ -70,10 +71,25 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
             pad_piece=SPECIAL["pad"], num_threads=threads or os.cpu_count() or 1,
             minloglevel=2)
     except RuntimeError as e:
-        raise TokenizerError(f"SentencePiece training failed: {str(e).strip().splitlines()[-1]}") from None
+        raise TokenizerError(_training_error(str(e), vocab_size, character_coverage)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SP_MODEL).write_bytes(model.getvalue())
     sentencepiece_to_transformers(out_dir / SP_MODEL, out_dir)
+
+
+def _training_error(message: str, vocab_size: int, coverage: float) -> str:
+    """SentencePiece's messages name its own flags; say it in this command's terms."""
+    last = message.strip().splitlines()[-1] if message.strip() else "unknown error"
+    if m := re.search(r"required_chars\. (\d+) vs (\d+)", last):
+        return (f"--vocab-size {vocab_size} is too small: {m.group(2)} pieces are needed for the characters at "
+                f"--character-coverage {coverage} plus special tokens; raise --vocab-size or lower "
+                "--character-coverage (rarer characters then become bytes)")
+    if m := re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", last):
+        return (f"--vocab-size {vocab_size} is more than this text supports (at most {m.group(2)}); "
+                "lower it or train on more text (--sample-bytes)")
+    if "No valid" in last or "empty" in last.lower():
+        return f"no text to train the tokenizer on ({last})"
+    return f"SentencePiece training failed: {last}"
 
 
 def sentencepiece_to_transformers(model_path: Path, out_dir: Path) -> None:
@@ -120,6 +136,12 @@ def import_tokenizer(source: str, out_dir: Path) -> str:
     if path.is_dir():
         tok = _load_auto(str(path), source)
         tok.save_pretrained(str(out_dir))
+        # Keep the source's own bytes for every file transformers writes: the tokenizer's hash
+        # (and so the fingerprint) then matches a dataset made with the same directory.
+        for saved in list(out_dir.iterdir()):
+            original = path / saved.name
+            if original.is_file():
+                shutil.copyfile(original, saved)
         sp = path / SP_MODEL
         if sp.is_file() and not (out_dir / SP_MODEL).exists():
             shutil.copyfile(sp, out_dir / SP_MODEL)

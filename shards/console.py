@@ -107,6 +107,15 @@ class Progress:
         sys.stderr.flush()
         self._width = len(line)
 
+    def above(self, write) -> None:
+        """Run `write` (which prints a line) with the bar cleared, then draw the bar again."""
+        if self.enabled and self._width:
+            sys.stderr.write("\r" + " " * self._width + "\r")
+            sys.stderr.flush()
+            self._width = 0
+        write()
+        self._draw(force=True)
+
     def close(self) -> None:
         if self.enabled and self._width:
             self._draw(force=True)

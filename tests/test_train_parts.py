@@ -1,0 +1,105 @@
+"""The training loop's parts: loss shift, schedule, weight decay, config merging, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from shards.errors import UsageError
+from train import checkpoint
+from train.config import TrainConfig, load_toml, resolve
+from train.model import Vocab, build_model, next_token_loss, trimmed_for_release
+from train.optim import lr_factor, param_groups
+
+
+@pytest.fixture
+def tiny_model(tokenizer_dir):
+    torch.manual_seed(0)
+    return build_model("gpt2-tiny", None, Vocab(1000, 1, 2), dropout=0.0, pad_vocab_to=64,
+                       tokenizer_dir=tokenizer_dir)
+
+
+def test_loop_loss_equals_the_models_own_loss(tiny_model):
+    # Our labels are already shifted; Hugging Face shifts its labels itself. Fed the unshifted
+    # block of B + 1 tokens, the model's own loss covers the same B predictions.
+    x = torch.randint(0, 1000, (3, 33))
+    ours = next_token_loss(tiny_model(x[:, :-1]).logits, x[:, 1:])
+    theirs = tiny_model(x, labels=x).loss
+    assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+    # Passing the shifted labels to the model would shift twice: a different number.
+    wrong = tiny_model(x[:, :-1], labels=x[:, 1:]).loss
+    assert not torch.allclose(ours, wrong)
+
+
+def test_model_has_the_data_vocabulary_no_dropout_no_cache(tiny_model):
+    cfg = tiny_model.config
+    assert cfg.vocab_size == 1024  # 1000 rounded up to a multiple of 64 for the GPU
+    assert (cfg.bos_token_id, cfg.eos_token_id) == (1, 2)
+    assert cfg.resid_pdrop == cfg.embd_pdrop == cfg.attn_pdrop == 0.0
+    assert cfg.use_cache is False
+    assert cfg._attn_implementation == "sdpa"
+    released = trimmed_for_release(tiny_model, 1000)
+    assert released.config.vocab_size == 1000 and released.lm_head.weight.shape[0] == 1000
+    assert released.lm_head.weight.data_ptr() == released.transformer.wte.weight.data_ptr()  # still tied
+
+
+def test_weight_decay_groups(tiny_model):
+    decay, no_decay = param_groups(tiny_model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+    ids = [id(p) for g in (decay, no_decay) for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(tiny_model.parameters()))  # the tied embedding once
+
+
+def test_lr_schedule_warmup_then_cosine_to_the_floor():
+    f = lambda s: lr_factor(s, warmup=10, max_steps=110, min_ratio=0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55)
+    assert f(110) == pytest.approx(0.1) and f(500) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(10, 120))
+
+
+def test_toml_then_flags(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('data = ["a", "b"]\nweights = [0.7, 0.3]\nout = "r"\nmax-steps = 50\nlr = 1e-3\n')
+    cfg = resolve(load_toml(toml), {"lr": 2e-3, "data": ()})
+    assert cfg.data == ("a", "b") and cfg.weights == (0.7, 0.3)
+    assert cfg.max_steps == 50 and cfg.lr == 2e-3  # the flag wins over the file
+    toml.write_text("max_steps = [\n")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_toml(toml)
+    toml.write_text("learning_rate = 1\n")
+    with pytest.raises(UsageError, match="unknown setting 'learning_rate'"):
+        load_toml(toml)
+
+
+@pytest.mark.parametrize("bad, message", [({"keep": 1}, "at least 2"), ({"weights": (1.0,), "data": ("a", "b")}, "--weights"),
+                                          ({"device": "tpu"}, "--device"), ({"stop_at": 5000}, "--stop-at")])
+def test_config_validation(bad, message):
+    with pytest.raises(UsageError, match=message):
+        TrainConfig(**{"data": ("a",), "out": "r", **bad})
+
+
+def test_checkpoints_atomic_marked_and_pruned(tmp_path):
+    for step in (10, 20, 30, 40):
+        checkpoint.save(tmp_path, step, {"w": torch.tensor([step])}, {"step": step}, keep=2)
+    names = [p.name for p in checkpoint.complete(tmp_path)]
+    assert names == ["step_00000030", "step_00000040"]
+    # A kill -9 while writing step 50: a temp dir, or a renamed dir without its marker.
+    (tmp_path / "checkpoints" / ".step_00000050.tmp").mkdir()
+    (tmp_path / "checkpoints" / "step_00000060").mkdir()
+    assert checkpoint.latest(tmp_path).name == "step_00000040"
+    state, meta = checkpoint.load(checkpoint.latest(tmp_path))
+    assert int(state["w"]) == 40 and meta == {"step": 40}
+    checkpoint.save(tmp_path, 70, {"w": torch.tensor([70])}, {"step": 70}, keep=2)
+    left = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert left == ["step_00000040", "step_00000070"]  # stale temp and unmarked dirs cleaned
+
+
+def test_resolved_config_round_trips_through_json(tmp_path):
+    cfg = TrainConfig(data=("a", "b"), weights=(1.0, 2.0), out="r")
+    again = resolve(json.loads(json.dumps(cfg.to_json())), {})
+    assert again == cfg

@@ -1,0 +1,82 @@
+"""`train` as real processes: SIGTERM and Ctrl-C stop cleanly; torchrun with 2 CPU ranks (gloo)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import train_args
+from train import checkpoint
+from train.metrics import read
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _wait_for_steps(run: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = run / "metrics.jsonl"
+        if metrics.exists() and sum(1 for r in read(metrics) if "loss" in r) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"train exited early: {proc.communicate()[0]}")
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("train made no progress")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_signal_finishes_the_step_saves_and_exits_0(train_valid, tmp_path, how):
+    run = tmp_path / "run"
+    args = train_args(train_valid, run, "--max-steps", "100000", "--workers", "2", "--checkpoint-every", "100000")
+    proc = subprocess.Popen([sys.executable, "-m", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env(), start_new_session=True)
+    _wait_for_steps(run, 3, proc)
+    if how == "sigterm":
+        os.kill(proc.pid, signal.SIGTERM)
+    else:  # a terminal's Ctrl-C reaches the whole process group, DataLoader workers included
+        os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
+    logged = max(r["step"] for r in read(run / "metrics.jsonl") if "loss" in r)
+    latest = checkpoint.latest(run)
+    assert latest is not None and latest.name == f"step_{logged:08d}"  # the step it was in, saved
+    resumed = subprocess.run([sys.executable, "-m", "train", "--out", str(run), "--resume", "--stop-at",
+                              str(logged + 2), "-q"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert checkpoint.latest(run).name == f"step_{logged + 2:08d}"
+
+
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+
+
+@pytest.mark.slow
+def test_two_cpu_ranks_train_checkpoint_and_resume_exactly(train_valid, tmp_path):
+    common = ["--max-steps", "6", "--checkpoint-every", "3", "--eval-every", "3", "--sample-tokens", "0"]
+    straight = _torchrun(*train_args(train_valid, tmp_path / "a"), *common)
+    assert straight.returncode == 0, straight.stdout + straight.stderr
+    assert (tmp_path / "a" / "final" / "model.safetensors").exists()
+    first = _torchrun(*train_args(train_valid, tmp_path / "b"), *common, "--stop-at", "3")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _torchrun("--out", str(tmp_path / "b"), "--resume", "-q")
+    assert second.returncode == 0, second.stdout + second.stderr
+    losses = lambda run: [(r["step"], r["loss"]) for r in read(run / "metrics.jsonl") if "loss" in r]
+    assert len(losses(tmp_path / "a")) == 6
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    meta = checkpoint.load(checkpoint.latest(tmp_path / "b"))[1]
+    assert meta["world_size"] == 2 and meta["step"] == 6

@@ -1,0 +1,122 @@
+"""BlockDataset: shifted input/label blocks from shards, shuffled, split by rank and worker, resumable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from shards import Dataset
+from train.sampling import EpochPlan, Permutation, block_start, num_blocks, owned_by_worker, schedule
+
+
+def distributed_defaults(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit values, else torch.distributed's when it is initialized, else (0, 1)."""
+    if rank is None or world_size is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            rank = dist.get_rank() if rank is None else rank
+            world_size = dist.get_world_size() if world_size is None else world_size
+    return (0 if rank is None else rank), (1 if world_size is None else world_size)
+
+
+class BlockDataset(IterableDataset):
+    """Blocks of a shards dataset as `{"input_ids", "labels"}` LongTensors.
+
+    Block i is tokens [i*B, i*B + B + 1) of the dataset's stream (blocks may span shards):
+    `input_ids` its first B tokens, `labels` its last B. With `batch_size=b` each item is a
+    batch, [b, B] tensors, to be used with `DataLoader(ds, batch_size=None, num_workers=W)`:
+    workers take whole batches in turn, so the batches a rank sees are the same for every W.
+    Without it each item is one block ([B] tensors) and batching is the DataLoader's.
+
+    `shuffle=True` visits a permutation of all blocks, a pure function of (seed, epoch);
+    each rank gets its own positions of it; the last (n_blocks mod world_size*batch) blocks
+    of an epoch are dropped so every rank runs the same number of steps. Iteration starts at
+    (epoch, start_batch) without reading anything skipped, and runs `epochs` epochs (None:
+    forever). `state_dict()`/`load_state_dict()` carry that position.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], block_size: int, *, shuffle: bool = True, seed: int = 0,
+                 epoch: int = 0, rank: int | None = None, world_size: int | None = None,
+                 batch_size: int | None = None, start_batch: int = 0, epochs: int | None = 1):
+        super().__init__()
+        self.data = Dataset(path)  # ShardFormatError (a ValueError) when not a complete dataset
+        self.path = Path(path)
+        if not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        if block_size >= self.data.num_tokens:
+            raise ValueError(f"block_size {block_size} needs more than the dataset's {self.data.num_tokens} tokens")
+        self.rank, self.world_size = distributed_defaults(rank, world_size)
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if epochs is not None and epochs < 1:
+            raise ValueError(f"epochs must be positive or None, got {epochs}")
+        self.block_size, self.shuffle, self.seed = block_size, shuffle, seed
+        self.batch_size, self.epochs = batch_size, epochs
+        self.n_blocks = num_blocks(self.data.num_tokens, block_size)
+        self.plan = EpochPlan(self.n_blocks, self.world_size, batch_size or 1)
+        if self.plan.batches_per_rank == 0:
+            raise ValueError(
+                f"{self.n_blocks} blocks of {block_size} tokens cannot give world_size {self.world_size} x "
+                f"batch_size {batch_size or 1} blocks per step; use a smaller block or batch size, or more data")
+        self.epoch, self.start_batch = 0, 0
+        self.set_position(epoch, start_batch)
+
+    # -- position -----------------------------------------------------------------------------
+    def set_position(self, epoch: int, batch: int) -> None:
+        """Start the next iteration at `batch` (already consumed batches) of `epoch`."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        if not 0 <= batch <= len(self):
+            raise ValueError(f"start batch {batch} is beyond the {len(self)} batches of an epoch on this rank")
+        self.epoch, self.start_batch = epoch, batch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.set_position(epoch, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batch": self.start_batch, "seed": self.seed, "shuffle": self.shuffle,
+                "block_size": self.block_size, "batch_size": self.batch_size, "world_size": self.world_size,
+                "fingerprint": self.data.fingerprint}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("seed", "shuffle", "block_size", "batch_size", "world_size"):
+            if state.get(key) != getattr(self, key):
+                raise ValueError(f"cannot resume: {key} was {state.get(key)!r}, now {getattr(self, key)!r}")
+        if state.get("fingerprint") != self.data.fingerprint:
+            raise ValueError("cannot resume: the dataset's fingerprint differs from the saved one")
+        self.set_position(state["epoch"], state["batch"])
+
+    def __len__(self) -> int:
+        """Batches (or blocks, without batch_size) per rank per epoch."""
+        return self.plan.batches_per_rank
+
+    # -- reading ------------------------------------------------------------------------------
+    def blocks(self, epoch: int, batch: int) -> np.ndarray:
+        """Block indices of this rank's batch `batch` of `epoch`: (batch_size,) int64."""
+        perm = Permutation(self.n_blocks, self.seed, epoch, self.shuffle)
+        return perm(self.plan.positions(batch, self.rank))
+
+    def read_blocks(self, blocks: np.ndarray) -> torch.Tensor:
+        """Tokens of the given blocks, (len(blocks), B + 1) int64."""
+        b = self.block_size
+        buf = np.empty((len(blocks), b + 1), dtype=self.data.dtype)
+        for row, block in zip(buf, blocks.tolist()):
+            self.data.read_into(block_start(block, b), row)
+        return torch.from_numpy(buf.astype(np.int64))
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i, (epoch, batch) in enumerate(schedule(self.epoch, self.start_batch, len(self), self.epochs)):
+            if owned_by_worker(i, worker, workers):
+                x = self.read_blocks(self.blocks(epoch, batch))
+                # Views of one storage: a single shared-memory buffer crosses the worker queue.
+                item = {"input_ids": x[:, :-1], "labels": x[:, 1:]}
+                yield item if self.batch_size is not None else {k: v[0] for k, v in item.items()}

@@ -1,0 +1,107 @@
+"""Metrics: metrics.jsonl always, TensorBoard and a loss-curve PNG when those packages exist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+METRICS = "metrics.jsonl"
+
+# Dense bf16/fp16 tensor-core peaks (FLOP/s) of the GPUs whose numbers are published;
+# matched by name, most specific first. An unknown GPU gets no MFU rather than a guess.
+PEAK_FLOPS = (
+    ("H200", 989.4e12),
+    ("H100 PCIe", 756.0e12),
+    ("H100 NVL", 835.0e12),
+    ("H100", 989.4e12),
+    ("A100", 312.0e12),
+    ("L40S", 362.1e12),
+    ("L4", 121.0e12),
+)
+
+
+def peak_flops(device: torch.device, amp: torch.dtype | None) -> float | None:
+    if device.type != "cuda" or amp is None:
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_FLOPS if key in name), None)
+
+
+def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -> float:
+    """Training FLOPs per token: 6N for the weights plus attention's 12·L·d·T (PaLM, appendix B)."""
+    return 6 * n_params + 12 * n_layer * n_embd * block_size
+
+
+class Metrics:
+    """One JSON object per logged step in RUN/metrics.jsonl (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool, keep_until: int | None):
+        self.path = Path(run_dir) / METRICS
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        # Resuming from step s: the records after s belong to the interrupted attempt.
+        if keep_until is not None and self.path.exists():
+            lines = [l for l in self.path.read_text(encoding="utf-8").splitlines()
+                     if l.strip() and json.loads(l).get("step", 0) <= keep_until]
+            self.path.write_text("".join(l + "\n" for l in lines), encoding="utf-8")
+        elif keep_until is None:
+            self.path.write_text("", encoding="utf-8")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        except ImportError:
+            self.tb = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> Path | None:
+        """Flush TensorBoard and draw RUN/loss.png (train and eval loss) if matplotlib exists."""
+        if not self.enabled:
+            return None
+        if self.tb is not None:
+            self.tb.close()
+        return plot(self.path, self.path.parent / "loss.png")
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
+def plot(metrics: Path, out: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    records = read(metrics)
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
