@@ -24,7 +24,41 @@ def distributed_defaults(rank: int | None, world_size: int | None) -> tuple[int,
     return (0 if rank is None else rank), (1 if world_size is None else world_size)
 
 
-class BlockDataset(IterableDataset):
+class BlockStream(IterableDataset):
+    """What every block stream shares: workers take whole batches in turn, items are dicts.
+
+    Subclasses give the ordered keys of the batches from the current position (`_keys`) and
+    how to read one as a (b, B + 1) int64 tensor (`_read`).
+    """
+
+    batch_size: int | None
+
+    def _keys(self) -> Iterator:
+        raise NotImplementedError
+
+    def _read(self, key) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i, key in enumerate(self._keys()):
+            if owned_by_worker(i, worker, workers):
+                x = self._read(key)
+                # Views of one storage: a single shared-memory buffer crosses the worker queue.
+                item = {"input_ids": x[:, :-1], "labels": x[:, 1:]}
+                yield item if self.batch_size is not None else {k: v[0] for k, v in item.items()}
+
+
+def read_blocks(data: Dataset, blocks: np.ndarray, block_size: int) -> torch.Tensor:
+    """Tokens of the given blocks of `data`, (len(blocks), B + 1) int64."""
+    buf = np.empty((len(blocks), block_size + 1), dtype=data.dtype)
+    for row, block in zip(buf, blocks.tolist()):
+        data.read_into(block_start(block, block_size), row)
+    return torch.from_numpy(buf.astype(np.int64))
+
+
+class BlockDataset(BlockStream):
     """Blocks of a shards dataset as `{"input_ids", "labels"}` LongTensors.
 
     Block i is tokens [i*B, i*B + B + 1) of the dataset's stream (blocks may span shards):
@@ -105,18 +139,10 @@ class BlockDataset(IterableDataset):
 
     def read_blocks(self, blocks: np.ndarray) -> torch.Tensor:
         """Tokens of the given blocks, (len(blocks), B + 1) int64."""
-        b = self.block_size
-        buf = np.empty((len(blocks), b + 1), dtype=self.data.dtype)
-        for row, block in zip(buf, blocks.tolist()):
-            self.data.read_into(block_start(block, b), row)
-        return torch.from_numpy(buf.astype(np.int64))
+        return read_blocks(self.data, blocks, self.block_size)
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for i, (epoch, batch) in enumerate(schedule(self.epoch, self.start_batch, len(self), self.epochs)):
-            if owned_by_worker(i, worker, workers):
-                x = self.read_blocks(self.blocks(epoch, batch))
-                # Views of one storage: a single shared-memory buffer crosses the worker queue.
-                item = {"input_ids": x[:, :-1], "labels": x[:, 1:]}
-                yield item if self.batch_size is not None else {k: v[0] for k, v in item.items()}
+    def _keys(self) -> Iterator[tuple[int, int]]:
+        return schedule(self.epoch, self.start_batch, len(self), self.epochs)
+
+    def _read(self, key: tuple[int, int]) -> torch.Tensor:
+        return self.read_blocks(self.blocks(*key))
