@@ -1,0 +1,142 @@
+"""Joining datasets made by `preprocess --part K/N` (or any datasets of one tokenizer) into one.
+
+Shard files are hard-linked into the output, never copied, when both lie on one filesystem;
+the merged dataset has the same token stream and fingerprint as a single run over all inputs.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from shards.errors import ShardFormatError, UsageError
+from shards.layout import TOKENIZER_DIR, index_name, read_npy_header, shard_name
+from shards.manifest import Manifest, ShardEntry, load_manifest, parse_manifest, write_json_atomic
+from shards.writer import build_manifest
+
+_CHUNK = 8 << 20
+
+
+def _part_of(m: Manifest) -> tuple[int, int] | None:
+    part = (m.raw.get("settings") or {}).get("part")
+    if not part:
+        return None
+    k, n = part.split("/")
+    return int(k), int(n)
+
+
+def order_parts(paths: list[Path]) -> list[tuple[Path, Manifest]]:
+    """The datasets in stream order, checked to be mergeable.
+
+    Parts of one `--part K/N` run are sorted by K and must all be there; datasets without part
+    settings are joined in the order given.
+    """
+    items = [(p, load_manifest(p)) for p in paths]
+    first = items[0][1]
+    for p, m in items[1:]:
+        if m.tokenizer_sha256 != first.tokenizer_sha256:
+            raise UsageError(f"{p} and {items[0][0]} were tokenized with different tokenizers; they cannot be merged")
+        if (m.dtype, m.vocab_size, m.eos_id, m.eos_separates_documents) != \
+                (first.dtype, first.vocab_size, first.eos_id, first.eos_separates_documents):
+            raise UsageError(f"{p} and {items[0][0]} differ in dtype, vocabulary or EOS settings")
+    parts = [_part_of(m) for _, m in items]
+    if all(x is None for x in parts):
+        return items
+    if any(x is None for x in parts):
+        raise UsageError("some inputs are parts of a --part run and some are not; merge the parts of one run")
+    n = parts[0][1]
+    if any(x[1] != n for x in parts) or sorted(x[0] for x in parts) != list(range(n)):
+        have = ", ".join(f"{k}/{m}" for k, m in parts)
+        raise UsageError(f"need each part 0/{n} .. {n - 1}/{n} exactly once, got {have}")
+    base = {k: v for k, v in (first.raw.get("settings") or {}).items() if k != "part"}
+    for p, m in items:
+        if {k: v for k, v in (m.raw.get("settings") or {}).items() if k != "part"} != base:
+            raise UsageError(f"{p}: made with other settings than the other parts")
+    return sorted(items, key=lambda it: _part_of(it[1])[0])
+
+
+def _place(src: Path, dst: Path) -> bool:
+    """Hard-link src to dst; copy when they are on different filesystems. True if linked."""
+    try:
+        os.link(src, dst)
+        return True
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copyfile(src, dst)
+        return False
+
+
+def merge(paths: list[Path], out: Path, progress: Callable[[int], None] | None = None) -> tuple[Manifest, int]:
+    """Merge datasets into `out`; returns the manifest and how many files had to be copied."""
+    items = order_parts(paths)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out}: not empty; choose a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(items[0][0] / items[0][1].raw["tokenizer"].get("dir", TOKENIZER_DIR), out / TOKENIZER_DIR)
+    stream = hashlib.sha256()
+    shards: list[ShardEntry] = []
+    copied = 0
+    for path, m in items:
+        for entry in m.shards:
+            i = len(shards)
+            src = path / entry.file
+            file_hash = _hash_shard(src, entry, stream, m, progress)  # checks the part while reading it
+            if file_hash != entry.sha256:
+                raise ShardFormatError(f"{src}: sha256 differs from its manifest; run `shards verify {path}`")
+            copied += not _place(src, out / shard_name(i))
+            copied += not _place(path / entry.index_file, out / index_name(i))
+            shards.append(ShardEntry(shard_name(i), entry.num_tokens, entry.num_documents, entry.bytes, entry.sha256,
+                                     index_name(i), entry.index_bytes, entry.index_sha256))
+    first = items[0][1].raw
+    settings = {**(first.get("settings") or {}), "part": None}
+    manifest = build_manifest(
+        out, dtype=items[0][1].dtype, vocab_size=first["vocab_size"], eos_id=first["eos_id"],
+        eos_separates_documents=first["eos_separates_documents"],
+        tokenizer={k: v for k, v in first["tokenizer"].items() if k != "sha256"}, shards=shards,
+        stream_sha256=stream.hexdigest(), settings=settings, inputs=_merged_inputs([m for _, m in items]),
+        stats=_summed([m.raw.get("stats") or {} for _, m in items]),
+        source_bytes=sum(int(m.raw.get("source_bytes", 0)) for _, m in items), tool_version=first["tool"]["version"])
+    write_json_atomic(out / "manifest.json", manifest)
+    return parse_manifest(manifest, out / "manifest.json"), copied
+
+
+def _hash_shard(src: Path, entry: ShardEntry, stream, m: Manifest, progress) -> str:
+    dtype, length, offset = read_npy_header(src)
+    if dtype != m.dtype or length != entry.num_tokens or src.stat().st_size != entry.bytes:
+        raise ShardFormatError(f"{src}: does not match its manifest (truncated or resized?)")
+    whole = hashlib.sha256()
+    with open(src, "rb") as f:
+        head = f.read(offset)
+        whole.update(head)
+        while chunk := f.read(_CHUNK):
+            whole.update(chunk)
+            stream.update(chunk)
+            if progress:
+                progress(len(chunk) // dtype.itemsize)
+    return whole.hexdigest()
+
+
+def _summed(dicts: list[dict]) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+    return out
+
+
+def _merged_inputs(manifests: list[Manifest]) -> list[dict]:
+    """Inputs in order, counts of a file shared by neighbouring parts added together."""
+    merged: dict[str, dict] = {}
+    for m in manifests:
+        for entry in m.raw.get("inputs") or []:
+            have = merged.setdefault(entry["name"], {"name": entry["name"], "bytes": entry.get("bytes")})
+            for k, v in entry.items():
+                if k not in ("name", "bytes") and isinstance(v, (int, float)):
+                    have[k] = have.get(k, 0) + v
+    return list(merged.values())
