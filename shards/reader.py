@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,18 @@ class Dataset:
                 raise ShardFormatError(
                     f"{p}: header says {length} x {dtype.name}, manifest says {entry.num_tokens} x {m.dtype.name}")
             self._offsets.append(offset)
+            # The document index is part of the dataset too: refuse a broken copy now, not at
+            # the first document lookup deep inside a training run.
+            ip = self.path / entry.index_file
+            if not ip.exists():
+                raise ShardFormatError(f"{ip}: document index listed in the manifest is missing; re-copy the dataset")
+            if ip.stat().st_size != entry.index_bytes:
+                raise ShardFormatError(
+                    f"{ip}: {ip.stat().st_size} bytes on disk but the manifest says {entry.index_bytes} "
+                    "(truncated or resized); re-copy the dataset or re-run preprocess")
         # Global token offset where each shard starts, plus the total at the end: (S + 1,)
         self.starts = np.concatenate(([0], np.cumsum([s.num_tokens for s in m.shards]))).astype(np.int64)
+        self._starts = [int(x) for x in self.starts]
         self.doc_starts = np.concatenate(([0], np.cumsum([s.num_documents for s in m.shards]))).astype(np.int64)
         self._fds: dict[int, int] = {}
         self._maps: dict[int, np.memmap] = {}
@@ -100,14 +111,15 @@ class Dataset:
             raise ValueError(f"out must be a C-contiguous {self.dtype.name} array")
         view = memoryview(out).cast("B")
         itemsize = self.dtype.itemsize
+        starts = self._starts  # plain ints: this runs for every block, numpy scalars are slow here
         done = 0
-        shard = int(np.searchsorted(self.starts, start, side="right")) - 1
+        shard = bisect.bisect_right(starts, start) - 1
         while done < n:
-            pos = start + done - int(self.starts[shard])
-            take = min(n - done, int(self.starts[shard + 1]) - (start + done))
-            fd = self._fd(shard)
+            at = start + done
+            take = min(n - done, starts[shard + 1] - at)
             want = take * itemsize
-            got = os.preadv(fd, [view[done * itemsize:done * itemsize + want]], self._offsets[shard] + pos * itemsize)
+            got = os.preadv(self._fd(shard), [view[done * itemsize:done * itemsize + want]],
+                            self._offsets[shard] + (at - starts[shard]) * itemsize)
             if got != want:
                 raise ShardFormatError(f"{self.path / self.manifest.shards[shard].file}: short read (file changed?)")
             done += take
@@ -138,9 +150,13 @@ class Dataset:
     def _doc_index(self, shard: int) -> np.ndarray:
         if shard not in self._doc_maps:
             entry = self.manifest.shards[shard]
-            arr = np.load(self.path / entry.index_file, mmap_mode="r")
+            p = self.path / entry.index_file
+            try:
+                arr = np.load(p, mmap_mode="r")
+            except (OSError, ValueError) as e:  # numpy says ValueError for a bad header
+                raise ShardFormatError(f"{p}: unreadable document index ({e}); run `shards verify`") from None
             if arr.dtype != INDEX_DTYPE or arr.shape != (entry.num_documents,):
-                raise ShardFormatError(f"{self.path / entry.index_file}: document index does not match the manifest")
+                raise ShardFormatError(f"{p}: document index does not match the manifest; run `shards verify`")
             self._doc_maps[shard] = arr
         return self._doc_maps[shard]
 

@@ -175,3 +175,30 @@ def test_matches_the_tutorial_blockdataset(tmp_path, corpus_lines, tokenizer_dir
     assert len(ours) == len(theirs) > 100
     for a, b in zip(ours, theirs):
         assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
+
+
+def test_batches_cross_processes_compactly_and_safely(stream_ds):
+    import copy
+    import pickle
+
+    path, _ = stream_ds
+    batch = next(iter(BlockDataset(path, 16, batch_size=4, seed=1)))
+    payload = pickle.dumps(batch)
+    assert len(payload) < 4 * 17 * 2 + 500  # the uint16 ids, not two int64 tensors
+    back = pickle.loads(payload)
+    assert all(torch.equal(back[k], batch[k]) and back[k].dtype == torch.long for k in ("input_ids", "labels"))
+    # Once something replaces the tensors (a collate_fn, pin_memory), it travels as a plain dict.
+    changed = copy.copy(batch)
+    changed.update(input_ids=batch["input_ids"] + 1)
+    again = pickle.loads(pickle.dumps(changed))
+    assert torch.equal(again["input_ids"], batch["input_ids"] + 1)
+
+
+def test_dataloader_batching_single_blocks_stays_correct(stream_ds):
+    # The tutorial's way: single blocks, batched by the DataLoader's collate in the workers.
+    path, stream = stream_ds
+    B = 16
+    loader = DataLoader(BlockDataset(path, B, shuffle=False), batch_size=5, num_workers=2)
+    rows = sorted(tuple(r.tolist()) for batch in loader for r in batch["input_ids"])
+    want = sorted(tuple(stream[i * B:i * B + B].tolist()) for i in range((len(stream) - 1) // B))
+    assert rows == want

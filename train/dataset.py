@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,11 +25,58 @@ def distributed_defaults(rank: int | None, world_size: int | None) -> tuple[int,
     return (0 if rank is None else rank), (1 if world_size is None else world_size)
 
 
-class BlockStream(IterableDataset):
-    """What every block stream shares: workers take whole batches in turn, items are dicts.
+_CHUNK = 32  # batches whose block indices are computed in one vectorized call
 
-    Subclasses give the ordered keys of the batches from the current position (`_keys`) and
-    how to read one as a (b, B + 1) int64 tensor (`_read`).
+
+class TokenBatch(dict):
+    """`{"input_ids", "labels"}` as LongTensors, cut from a compact array of B + 1 token ids per row.
+
+    Crossing from a DataLoader worker to the training process, it travels as that compact array
+    (uint16: a quarter of the int64 bytes) pickled through the worker's pipe, and becomes
+    LongTensors again on arrival. torch's default would put each tensor in a new shared-memory
+    file and pass its descriptor, about 0.7 ms per batch on the machines we measured (see
+    benchmarks/bench_blockdataset.py). If anything replaced the tensors (a collate_fn), it is
+    pickled as a plain dict instead, so the shortcut can never send stale data.
+    """
+
+    __slots__ = ("compact", "_made")
+
+    @classmethod
+    def of(cls, compact: np.ndarray) -> "TokenBatch":
+        """From ids of shape (b, B + 1), or (B + 1,) for a single block."""
+        ids = torch.from_numpy(compact[..., :-1].astype(np.int64))
+        labels = torch.from_numpy(compact[..., 1:].astype(np.int64))
+        batch = cls(input_ids=ids, labels=labels)
+        batch.compact, batch._made = compact, (ids, labels)
+        return batch
+
+    def __reduce__(self):
+        ids, labels = self._made
+        if len(self) == 2 and self.get("input_ids") is ids and self.get("labels") is labels:
+            return _rebuild, (self.compact.tobytes(), self.compact.shape, self.compact.dtype.str)
+        return dict, (dict(self),)
+
+    def __copy__(self) -> "TokenBatch":
+        new = TokenBatch(self)
+        new.compact, new._made = self.compact, self._made
+        return new
+
+
+def as_is(batch):
+    """collate_fn for `DataLoader(ds, batch_size=None)`: the dataset's batches are complete already."""
+    return batch
+
+
+def _rebuild(data: bytes, shape: tuple[int, ...], dtype: str) -> TokenBatch:
+    return TokenBatch.of(np.frombuffer(data, dtype=dtype).reshape(shape))
+
+
+class BlockStream(IterableDataset):
+    """What every block stream shares: workers take whole batches in turn, items are TokenBatches.
+
+    Subclasses give the ordered keys of the batches from the current position (`_keys`), the
+    blocks of many keys at once (`_blocks`, vectorized: the permutation costs one numpy call
+    per chunk, not per batch) and how to read one batch's blocks (`_read`).
     """
 
     batch_size: int | None
@@ -36,26 +84,28 @@ class BlockStream(IterableDataset):
     def _keys(self) -> Iterator:
         raise NotImplementedError
 
-    def _read(self, key) -> torch.Tensor:
+    def _blocks(self, keys: list) -> list:
+        raise NotImplementedError
+
+    def _read(self, blocks) -> np.ndarray:
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for i, key in enumerate(self._keys()):
-            if owned_by_worker(i, worker, workers):
-                x = self._read(key)
-                # Views of one storage: a single shared-memory buffer crosses the worker queue.
-                item = {"input_ids": x[:, :-1], "labels": x[:, 1:]}
-                yield item if self.batch_size is not None else {k: v[0] for k, v in item.items()}
+        mine = (key for i, key in enumerate(self._keys()) if owned_by_worker(i, worker, workers))
+        while chunk := list(islice(mine, _CHUNK)):
+            for blocks in self._blocks(chunk):
+                compact = self._read(blocks)  # (b, B + 1) in the dataset's dtype
+                yield TokenBatch.of(compact if self.batch_size is not None else compact[0])
 
 
-def read_blocks(data: Dataset, blocks: np.ndarray, block_size: int) -> torch.Tensor:
-    """Tokens of the given blocks of `data`, (len(blocks), B + 1) int64."""
+def read_blocks(data: Dataset, blocks: np.ndarray, block_size: int) -> np.ndarray:
+    """Tokens of the given blocks of `data`: (len(blocks), B + 1) in the dataset's dtype."""
     buf = np.empty((len(blocks), block_size + 1), dtype=data.dtype)
     for row, block in zip(buf, blocks.tolist()):
         data.read_into(block_start(block, block_size), row)
-    return torch.from_numpy(buf.astype(np.int64))
+    return buf
 
 
 class BlockDataset(BlockStream):
@@ -134,15 +184,23 @@ class BlockDataset(BlockStream):
     # -- reading ------------------------------------------------------------------------------
     def blocks(self, epoch: int, batch: int) -> np.ndarray:
         """Block indices of this rank's batch `batch` of `epoch`: (batch_size,) int64."""
-        perm = Permutation(self.n_blocks, self.seed, epoch, self.shuffle)
-        return perm(self.plan.positions(batch, self.rank))
+        return self._blocks([(epoch, batch)])[0]
 
     def read_blocks(self, blocks: np.ndarray) -> torch.Tensor:
         """Tokens of the given blocks, (len(blocks), B + 1) int64."""
-        return read_blocks(self.data, blocks, self.block_size)
+        return torch.from_numpy(read_blocks(self.data, blocks, self.block_size).astype(np.int64))
 
     def _keys(self) -> Iterator[tuple[int, int]]:
         return schedule(self.epoch, self.start_batch, len(self), self.epochs)
 
-    def _read(self, key: tuple[int, int]) -> torch.Tensor:
-        return self.read_blocks(self.blocks(*key))
+    def _blocks(self, keys: list[tuple[int, int]]) -> list[np.ndarray]:
+        out = []
+        for epoch in dict.fromkeys(e for e, _ in keys):  # epochs in order, usually one
+            batches = np.array([k for e, k in keys if e == epoch], dtype=np.int64)
+            positions = np.concatenate([self.plan.positions(int(k), self.rank) for k in batches])
+            perm = Permutation(self.n_blocks, self.seed, epoch, self.shuffle)
+            out += np.split(perm(positions), len(batches))
+        return out
+
+    def _read(self, blocks: np.ndarray) -> np.ndarray:
+        return read_blocks(self.data, blocks, self.block_size)

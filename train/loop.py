@@ -18,6 +18,7 @@ from shards.errors import UsageError
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import RunData, open_data, train_stream
+from train.dataset import as_is
 from train.evaluate import EvalSet, evaluate
 from train.metrics import Metrics, flops_per_token, peak_flops
 from train.model import Vocab, build_model, next_token_loss, trimmed_for_release
@@ -93,8 +94,10 @@ def _train(cfg: TrainConfig, rt: Runtime, quiet: bool) -> Result:
     # -- data loading -------------------------------------------------------------------------------
     stream = train_stream(cfg, data, block_size, rt, batches_done)
     evalset = EvalSet(str(data.valid.path), block_size, cfg.eval_blocks, rt) if data.valid else None
+    # collate_fn=as_is: batches are made whole by the dataset (default_convert would only copy).
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=rt.device.type == "cuda",
-                        worker_init_fn=ignore_signals_in_worker, prefetch_factor=4 if cfg.workers else None)
+                        collate_fn=as_is, worker_init_fn=ignore_signals_in_worker,
+                        prefetch_factor=4 if cfg.workers else None)
     batches = iter(loader)
 
     if rt.main:

@@ -9,7 +9,6 @@ from itertools import count
 from typing import Any
 
 import numpy as np
-import torch
 
 from shards import Dataset
 from train.dataset import BlockStream, distributed_defaults, read_blocks
@@ -110,31 +109,35 @@ class MixedBlockDataset(BlockStream):
             raise ValueError("cannot resume: a dataset's fingerprint differs from the saved one")
         self.start_batch = int(state["batch"])
 
-    def sources(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(dataset index, block index) of each block in this rank's batch `batch`."""
+    def sources(self, batches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dataset index, block index) of each block of this rank's `batches`: two (n, b) arrays."""
         b = self.batch_size or 1
-        first = (batch * self.world_size + self.rank) * b
-        pos = np.arange(first, first + b, dtype=np.int64)
+        first = (np.asarray(batches, dtype=np.int64) * self.world_size + self.rank) * b
+        pos = (first[:, None] + np.arange(b)[None, :]).ravel()
         period, slot = np.divmod(pos, PERIOD)
         which = self.owner[slot]
         draw = period * self.counts[which] + self.slot_rank[slot]  # n-th draw from that dataset
-        blocks = np.empty(b, dtype=np.int64)
+        blocks = np.empty_like(pos)
         for d in np.unique(which).tolist():
             mask = which == d
             epoch, at = np.divmod(draw[mask], self.n_blocks[d])
+            idx = np.flatnonzero(mask)
             for e in np.unique(epoch).tolist():
                 sel = epoch == e
-                idx = np.flatnonzero(mask)[sel]
-                blocks[idx] = Permutation(self.n_blocks[d], self.seeds[d], e)(at[sel])
-        return which, blocks
+                blocks[idx[sel]] = Permutation(self.n_blocks[d], self.seeds[d], e)(at[sel])
+        return which.reshape(-1, b), blocks.reshape(-1, b)
 
     def _keys(self) -> Iterator[int]:
         return count(self.start_batch)
 
-    def _read(self, batch: int) -> torch.Tensor:
-        which, blocks = self.sources(batch)
-        out = torch.empty((len(blocks), self.block_size + 1), dtype=torch.int64)
+    def _blocks(self, keys: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        which, blocks = self.sources(np.array(keys))
+        return list(zip(which, blocks))
+
+    def _read(self, spec: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        which, blocks = spec
+        out = np.empty((len(blocks), self.block_size + 1), dtype=self.data[0].dtype)
         for d in np.unique(which).tolist():
             rows = np.flatnonzero(which == d)
-            out[torch.from_numpy(rows)] = read_blocks(self.data[d], blocks[rows], self.block_size)
+            out[rows] = read_blocks(self.data[d], blocks[rows], self.block_size)
         return out

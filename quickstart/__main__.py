@@ -1,0 +1,3 @@
+from quickstart.cli import main
+
+main()
