@@ -8,7 +8,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader
@@ -39,18 +39,20 @@ class Result:
     sample: str | None
 
 
-def run(cfg: TrainConfig, quiet: bool = False) -> Result:
+def run(cfg: TrainConfig, quiet: bool = False, batches: Iterator[dict[str, torch.Tensor]] | None = None) -> Result:
+    """Train as `cfg` says. `batches` replaces the data loader (benchmarks feed synthetic
+    batches already on the GPU through it, to measure what the loader costs)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # save_pretrained's bars would tangle with ours
     rt = setup(cfg.device, cfg.precision)
     try:
-        return _train(cfg, rt, quiet)
+        return _train(cfg, rt, quiet, batches)
     finally:
         teardown()
 
 
-def _train(cfg: TrainConfig, rt: Runtime, quiet: bool) -> Result:
+def _train(cfg: TrainConfig, rt: Runtime, quiet: bool, source: Iterator | None) -> Result:
     say = (lambda *a: print(*a, flush=True)) if rt.main and not quiet else (lambda *a: None)
     run_dir = Path(cfg.out)
 
@@ -98,7 +100,7 @@ def _train(cfg: TrainConfig, rt: Runtime, quiet: bool) -> Result:
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=rt.device.type == "cuda",
                         collate_fn=as_is, worker_init_fn=ignore_signals_in_worker,
                         prefetch_factor=4 if cfg.workers else None)
-    batches = iter(loader)
+    batches = iter(loader) if source is None else source
 
     if rt.main:
         run_dir.mkdir(parents=True, exist_ok=True)
