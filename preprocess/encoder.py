@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocess.errors import TokenizerError
+
 ENGINES = ("sentencepiece", "tokenizers", "transformers")
 # Strings where tokenizers tend to disagree: whitespace runs, tabs, CJK, emoji, combining
 # marks, full/half width, control characters, byte-token and special-token look-alikes.
@@ -105,7 +107,8 @@ def to_array(ids: list[list[int]], eos_id: int | None, ends: Sequence[bool], dty
     flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=total)
     if total and (int(flat.max()) >= vocab_size or int(flat.min()) < 0):
         bad = int(flat.max()) if int(flat.max()) >= vocab_size else int(flat.min())
-        raise ValueError(f"tokenizer produced id {bad} outside its vocabulary of {vocab_size}")
+        raise TokenizerError(f"the tokenizer produced id {bad}, outside its vocabulary of {vocab_size}; "
+                             "it cannot be stored without truncating ids")
     if eos_id is not None:
         ends_arr = np.asarray(ends, dtype=bool)
         # Insert EOS after each ending piece: positions are the cumulative ends of those pieces.

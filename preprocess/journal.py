@@ -37,6 +37,9 @@ class Journal:
         write_json_atomic(self.path, state)
 
     def remove(self) -> None:
+        # The state first: a kill halfway through the rmtree must not leave a journal that
+        # points at a tokenizer directory that is already half gone.
+        self.path.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -70,6 +73,10 @@ def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, 
         if not overwrite:
             raise UsageError(f"--out {out}: already holds a dataset made from other inputs or settings; "
                              "choose another --out or pass --overwrite")
+        clear(out)
+        return "fresh", None
+    if [p.name for p in out.iterdir()] == [WORK_DIR]:
+        # A run that failed or was killed before its first journal entry: nothing worth keeping.
         clear(out)
         return "fresh", None
     if any(out.iterdir()):

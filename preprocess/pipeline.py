@@ -58,20 +58,9 @@ def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
         return Summary(manifests, {}, time.monotonic() - t0, resumed=False, already_complete=True)
     journal = Journal(cfg.out)
     if state is None:
-        state = {"identity": cfg.identity(files), "cursor": None, "writers": {}, "stats": {}}
-        state["tokenizer"] = _build_tokenizer(cfg, files, journal.dir / "tokenizer", say)
-        journal.save(state)
+        state = _start(cfg, files, journal, say)
     tok_dir = journal.dir / "tokenizer"
     info = tk.TokenizerInfo(**state["tokenizer"])
-    if "eos_id" not in state:
-        state["eos_id"] = tk.resolve_eos(tok_dir, info, cfg.eos_token, cfg.no_eos)
-        sample = [p.text for p in islice(_pieces(files, plan_part(files, 0, 1)[:1], cfg), 256)]
-        spec, notes = choose_engine(tok_dir, sample)
-        state["engine"] = spec.engine
-        for n in notes:
-            if not cfg.quiet:
-                say(f"note: {n}")
-        journal.save(state)
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
         shutil.copytree(tok_dir, d / shards.TOKENIZER_DIR, dirs_exist_ok=True)
@@ -91,16 +80,54 @@ def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
     return Summary(manifests, totals, time.monotonic() - t0, resumed)
 
 
+def _start(cfg: PreprocessConfig, files: list[InputFile], journal: Journal, say) -> dict[str, Any]:
+    """Save and check the tokenizer (EOS, engine), then write the journal's first entry.
+
+    Everything that can refuse the command happens before that entry exists: a failure or a
+    kill up to here leaves only the work directory, which the next run clears (journal.prepare),
+    so fixing the command line and running again just works.
+    """
+    tok_dir = journal.dir / "tokenizer"
+    try:
+        tokenizer = _build_tokenizer(cfg, files, tok_dir, say)
+        info = tk.TokenizerInfo(**tokenizer)
+        eos_id = tk.resolve_eos(tok_dir, info, cfg.eos_token, cfg.no_eos)
+        sample = [p.text for p in islice(_pieces(files, plan_part(files, 0, 1)[:1], cfg), 256)]
+        spec, notes = choose_engine(tok_dir, sample)
+    except BaseException:
+        journal.remove()
+        raise
+    if not cfg.quiet:
+        for n in notes:
+            say(f"note: {n}")
+    state = {"identity": cfg.identity(files), "cursor": None, "writers": {}, "stats": {},
+             "tokenizer": tokenizer, "eos_id": eos_id, "engine": spec.engine}
+    journal.save(state)
+    return state
+
+
 def _tokenizer_only(cfg: PreprocessConfig, files: list[InputFile], say, t0: float) -> Summary:
-    out = cfg.out
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        from preprocess.errors import UsageError
-        raise UsageError(f"--out {out}: not empty; choose a new directory or pass --overwrite")
-    if out.exists() and cfg.overwrite:
-        shutil.rmtree(out)
+    from preprocess.errors import UsageError
+
+    out = cfg.out.resolve()  # "." has no name to put the temporary directory beside
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {cfg.out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise UsageError(f"--out {cfg.out}: not empty; choose a new directory or pass --overwrite")
+        # --overwrite replaces a tokenizer, never a directory of other things (`--out .` included).
+        if not any((out / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json", tk.SP_MODEL)):
+            raise UsageError(f"--out {cfg.out}: holds no tokenizer, so --overwrite will not delete it; "
+                             "choose a new directory")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    info = _build_tokenizer(cfg, files, tmp, say)
+    try:
+        info = _build_tokenizer(cfg, files, tmp, say)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():  # replaced only once the new one is complete
+        shutil.rmtree(out)
     tmp.rename(out)
     if not cfg.quiet:
         say(f"tokenizer: {info['kind']}, {info['vocab_size']:,} tokens, saved in {out}")
@@ -117,7 +144,7 @@ def _build_tokenizer(cfg: PreprocessConfig, files: list[InputFile], tok_dir: Pat
             say(f"training a {cfg.tokenizer_type} SentencePiece tokenizer, vocab {cfg.vocab_size:,}, "
                 f"on up to {human(cfg.sample_bytes, 'B')} of the inputs")
         tk.train_sentencepiece(texts, cfg.vocab_size, tok_dir, model_type=cfg.tokenizer_type,
-                               character_coverage=cfg.character_coverage, threads=max(cfg.workers, 1))
+                               character_coverage=cfg.character_coverage)
         kind, source = f"sentencepiece-{cfg.tokenizer_type}", f"trained by preprocess --vocab-size {cfg.vocab_size}"
     else:
         how = tk.import_tokenizer(cfg.tokenizer, tok_dir)
@@ -287,6 +314,16 @@ def _finish(cfg, files, units, writers, state, info) -> dict[str, Manifest]:
         s = stats.get(str(i), {})
         inputs.append({"name": files[i].name, "bytes": files[i].size,
                        **{k: int(s.get(k, 0)) for k in ("documents", "replaced", "nul_bytes", "split", *SKIP_REASONS)}})
+    # Checked for every dataset before the first manifest is written: a failed run must not
+    # leave DIR/train looking complete beside an unusable DIR/valid.
+    for name, w in writers.items():
+        if w.num_tokens == 0:
+            if name == "valid":
+                raise InputError(f"--valid-fraction {cfg.valid_fraction} put no document into {cfg.out}/valid; "
+                                 "raise it, or preprocess a validation file with its own run")
+            where = cfg.out / "train" if name == "train" else cfg.out
+            raise InputError(f"{where}: no tokens to write: every document was empty or skipped; "
+                             "check the input files (and --text-key for .jsonl)")
     tokenizer = {"kind": info.kind, "source": info.source, "eos_token": info.eos_token, "bos_id": info.bos_id}
     manifests = {}
     totals = _totals(stats)

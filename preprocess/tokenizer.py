@@ -23,11 +23,16 @@ SP_MODEL = "tokenizer.model"  # a SentencePiece model kept beside tokenizer.json
 SPECIAL = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 # SentencePiece piece types (sentencepiece_model.proto): never produced from raw text.
 _UNKNOWN, _CONTROL, _BYTE = 2, 3, 6
+_BPE = 2  # TrainerSpec.model_type
 # A score no text will choose: control, unknown and byte pieces exist in the vocabulary but
 # SentencePiece never matches them in text ("</s>" in a document stays four characters).
 _NEVER = -1e9
 # SentencePiece skips training sentences longer than this (bytes); longer documents are cut.
 _SP_MAX_SENTENCE = 16384
+# SentencePiece's trained model depends on how many threads share the work (each sums its part
+# of the statistics), so it is fixed here, never taken from --workers or the machine's cores:
+# the same text gives the same tokenizer, hence the same fingerprint, everywhere.
+TRAIN_THREADS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +50,12 @@ class TokenizerInfo:
 
 def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
                         model_type: str = "unigram", character_coverage: float = 0.9995,
-                        threads: int | None = None) -> None:
+                        threads: int = TRAIN_THREADS) -> None:
     """Train a SentencePiece model on `texts` and save it as a transformers tokenizer in out_dir.
 
     Byte fallback: a character never seen in training becomes its UTF-8 bytes, never <unk>.
     Identity normalization and no whitespace folding, so decode(encode(text)) == text.
+    The model depends on `threads` (see TRAIN_THREADS), not on how many cores run them.
     """
     import sentencepiece as spm
 
@@ -66,9 +72,15 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
             vocab_size=vocab_size, byte_fallback=True, character_coverage=character_coverage,
             normalization_rule_name="identity", remove_extra_whitespaces=False,
             add_dummy_prefix=False, split_digits=True, allow_whitespace_only_pieces=True,
+            # "<" always a piece of its own. Control pieces ("</s>") and byte pieces ("<0x41>") all
+            # start with "<", and transformers' Unigram matches them in text whenever one of their
+            # characters has no piece (its unknown-character penalty is below any score): text
+            # spelling "</s>" became EOS and "<0x41>" decoded as "A". Isolated, they never match,
+            # and SentencePiece itself splits the same way, so its fast engine stays exact.
+            user_defined_symbols=["<"],
             max_sentence_length=_SP_MAX_SENTENCE, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
             unk_piece=SPECIAL["unk"], bos_piece=SPECIAL["bos"], eos_piece=SPECIAL["eos"],
-            pad_piece=SPECIAL["pad"], num_threads=threads or os.cpu_count() or 1,
+            pad_piece=SPECIAL["pad"], num_threads=threads,
             minloglevel=2)
     except RuntimeError as e:
         raise TokenizerError(_training_error(str(e), vocab_size, character_coverage)) from None
@@ -104,7 +116,12 @@ def sentencepiece_to_transformers(model_path: Path, out_dir: Path) -> None:
         raise TokenizerError(f"{model_path}: not a SentencePiece model file") from None
     if not proto.pieces:
         raise TokenizerError(f"{model_path}: not a SentencePiece model file (no pieces)")
-    vocab = [(p.piece, _NEVER if p.type in (_UNKNOWN, _CONTROL, _BYTE) else p.score) for p in proto.pieces]
+    if proto.trainer_spec.model_type == _BPE:
+        # A dict makes transformers build a real BPE (merges ranked by piece score); a scored
+        # list would make a Unigram model, which splits text unlike SentencePiece's BPE.
+        vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+    else:
+        vocab = [(p.piece, _NEVER if p.type in (_UNKNOWN, _CONTROL, _BYTE) else p.score) for p in proto.pieces]
     backend = SpmConverter.build_tokenizer_from_spm_proto(proto, vocab)
     if backend is None:
         raise TokenizerError(f"{model_path}: unsupported SentencePiece model type")
@@ -194,7 +211,9 @@ def describe(tok_dir: Path, source: str, kind: str) -> TokenizerInfo:
     """Load the saved tokenizer back and read the facts the pipeline needs."""
     tok = load_saved(tok_dir)
     has_sp = (tok_dir / SP_MODEL).is_file()
-    return TokenizerInfo(kind=kind, source=source, vocab_size=len(tok), eos_id=tok.eos_token_id,
+    # len(tok) counts entries; a vocabulary with holes in its ids needs room for the largest id.
+    vocab_size = max(len(tok), 1 + max(tok.get_vocab().values(), default=-1))
+    return TokenizerInfo(kind=kind, source=source, vocab_size=vocab_size, eos_id=tok.eos_token_id,
                          eos_token=tok.eos_token, bos_id=tok.bos_token_id, has_sentencepiece=has_sp)
 
 

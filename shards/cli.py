@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from shards.console import Progress, cli_errors, human
-from shards.errors import UsageError
+from shards.errors import ShardFormatError, UsageError
 
 DIR = click.Path(path_type=Path, file_okay=True, dir_okay=True)
 
@@ -49,7 +49,7 @@ def info(directory: Path, as_json: bool) -> None:
             f"documents     {m['num_documents']:,}",
             f"shards        {len(m['shards'])} ({m['dtype']}, {human(sum(s['bytes'] for s in m['shards']), 'B')})",
             f"vocab size    {m['vocab_size']:,}",
-            f"eos           {m['eos_id']} ({'after every document' if m['eos_separates_documents'] else 'not added'})",
+            f"eos           {m.get('eos_id')} ({'after every document' if m.get('eos_separates_documents') else 'not added'})",
             f"tokenizer     {tok.get('kind')}; source: {tok.get('source')}; sha256 {tok['sha256'][:16]}...",
             f"source bytes  {m.get('source_bytes', 0):,}",
         ]
@@ -60,7 +60,9 @@ def info(directory: Path, as_json: bool) -> None:
         settings = m.get("settings") or {}
         if settings:
             lines.append("settings      " + ", ".join(f"{k}={v}" for k, v in settings.items()))
-        lines.append(f"written by    {m['tool']['name']} {m['tool']['version']} (format {m['format']} v{m['format_version']})")
+        tool = m.get("tool") or {}  # optional keys: a manifest that passed validation must not crash info
+        lines.append(f"written by    {tool.get('name', '?')} {tool.get('version', '?')} "
+                     f"(format {m['format']} v{m['format_version']})")
         click.echo("\n".join(lines))
 
 
@@ -127,7 +129,12 @@ def inspect(directory: Path, doc: int | None, token_range: str | None, ids: bool
         arr = ds.read(a, b).tolist()
         from transformers import AutoTokenizer  # lazy: only decoding needs it
 
-        tok = AutoTokenizer.from_pretrained(str(ds.tokenizer_dir))
+        if not ds.tokenizer_dir.is_dir():
+            raise ShardFormatError(f"{ds.tokenizer_dir}: the dataset's tokenizer is missing; re-copy the dataset")
+        try:
+            tok = AutoTokenizer.from_pretrained(str(ds.tokenizer_dir))
+        except (OSError, ValueError) as e:  # transformers' messages span lines: keep the first
+            raise ShardFormatError(f"{ds.tokenizer_dir}: cannot load the tokenizer ({str(e).strip().splitlines()[0]})") from None
         click.echo(header)
         if ids:
             click.echo(f"ids: {arr}")

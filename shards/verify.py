@@ -52,7 +52,8 @@ def verify(path: Path, progress: Callable[[int], None] | None = None) -> list[Pr
     if stream_ok:
         if stream.hexdigest() != m.stream_sha256:
             problems.append(Problem(str(path), "token stream hash differs from the manifest"))
-        elif tok_hash is not None and fingerprint(m.dtype.name, tok_hash, m.stream_sha256) != m.fingerprint:
+        # Against the manifest's own tokenizer hash: a changed tokenizer is reported once, above.
+        elif fingerprint(m.dtype.name, m.tokenizer_sha256, m.stream_sha256) != m.fingerprint:
             problems.append(Problem(str(path), "fingerprint does not match the stream and tokenizer"))
     return problems
 
