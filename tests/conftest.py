@@ -104,3 +104,33 @@ def train_args(data: Path, out: Path, *extra: str) -> list[str]:
             "--model", "gpt2-tiny", "--block-size", "32", "--batch-size", "4", "--warmup", "2",
             "--log-every", "1", "--eval-every", "5", "--eval-blocks", "16", "--workers", "0",
             "--sample-tokens", "8", "-q", *extra]
+
+
+# -- preprocess runs shared by the shards/preprocess tests ------------------------------------
+
+def preprocess_args(corpus: Path, tokenizer: Path, out: Path, *extra: object) -> list[str]:
+    """The flags of the reference run on the whole sample corpus (see `sample_dataset`)."""
+    return [str(a) for a in (corpus, "--tokenizer", tokenizer, "--out", out, "--shard-tokens", 20_000,
+                             "--workers", 0, *extra)]
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory, corpus_file, tokenizer_dir) -> Path:
+    """The whole sample corpus (4,345 lines, ~7 batches) through `preprocess` with the conftest
+    tokenizer: the reference that resumed and multi-worker runs must reproduce byte for byte."""
+    from click.testing import CliRunner
+
+    from preprocess.cli import main
+
+    out = tmp_path_factory.mktemp("sample") / "ds"
+    r = CliRunner().invoke(main, preprocess_args(corpus_file, tokenizer_dir, out, "-q"))
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def slice_file(tmp_path_factory, corpus_lines) -> Path:
+    """The first 300 lines of the sample corpus (~115 kB), for runs where size is not the point."""
+    path = tmp_path_factory.mktemp("slice") / "slice.txt"
+    path.write_text("\n".join(corpus_lines[:300]) + "\n", encoding="utf-8")
+    return path

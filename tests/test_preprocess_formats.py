@@ -1,0 +1,134 @@
+"""Input formats through the `preprocess` command: .jsonl, compressed files, directories, huge lines."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from preprocess import reader
+from preprocess.reader import split_long
+from shards import Dataset
+from tests.conftest import preprocess_args
+from tests.helpers import assert_clean_error, documents, preprocess_cli, stream, write_lines
+
+
+@pytest.fixture(scope="module")
+def tok(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer_dir))
+
+
+def expected_stream(lines: list[str], tok) -> list[int]:
+    """The stream a run must write: each non-blank line encoded, EOS after it."""
+    return [i for line in lines if line.strip() for i in [*tok.encode(line), tok.eos_token_id]]
+
+
+def _inputs(out: Path) -> list[dict]:
+    return json.loads((out / "manifest.json").read_text())["inputs"]
+
+
+def test_jsonl_with_text_key_and_bad_lines(tmp_path, corpus_lines, tokenizer_dir, tok):
+    lines = corpus_lines[:120]
+    rows = [json.dumps({"id": i, "body": t}, ensure_ascii=i % 2 == 0) for i, t in enumerate(lines)]
+    rows[10:10] = ['{"id": "broken", "body": "no end', "not json at all"]
+    rows[50:50] = ['{"id": 1, "text": "body missing"}', '["a list"]']
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "ds"
+    r = preprocess_cli(*preprocess_args(path, tokenizer_dir, out, "--text-key", "body"))
+    assert r.exit_code == 0, r.output
+    assert stream(out).tolist() == expected_stream(lines, tok)
+    (counts,) = _inputs(out)
+    assert (counts["documents"], counts["bad_json"], counts["no_text"]) == (120, 2, 2)
+    assert "bad_json 2" in r.stdout and "no_text 2" in r.stdout  # in the summary too
+
+    line = assert_clean_error(preprocess_cli(*preprocess_args(path, tokenizer_dir, tmp_path / "s", "--text-key",
+                                                               "body", "--errors", "strict", "-q")), 1)
+    assert f"{path}:11: not valid JSON" in line
+    assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("suffix, compress", [(".gz", lambda b: gzip.compress(b, mtime=0)), (".bz2", bz2.compress),
+                                              (".xz", lzma.compress)])
+def test_compressed_input_gives_the_plain_stream(tmp_path, slice_file, tokenizer_dir, corpus_lines, tok,
+                                                 suffix, compress):
+    path = tmp_path / f"slice.txt{suffix}"
+    path.write_bytes(compress(slice_file.read_bytes()))
+    out = tmp_path / "ds"
+    r = preprocess_cli(*preprocess_args(path, tokenizer_dir, out, "-q"))
+    assert r.exit_code == 0, r.output
+    assert stream(out).tolist() == expected_stream(corpus_lines[:300], tok)
+    assert _inputs(out)[0]["bytes"] == path.stat().st_size
+
+
+def test_compressed_jsonl(tmp_path, corpus_lines, tokenizer_dir, tok):
+    path = tmp_path / "docs.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps({"text": t}) + "\n" for t in corpus_lines[:50]).encode()))
+    out = tmp_path / "ds"
+    assert preprocess_cli(*preprocess_args(path, tokenizer_dir, out, "-q")).exit_code == 0
+    assert stream(out).tolist() == expected_stream(corpus_lines[:50], tok)
+
+
+def test_corrupt_compressed_file(tmp_path, slice_file, tokenizer_dir):
+    path = tmp_path / "slice.txt.gz"
+    path.write_bytes(gzip.compress(slice_file.read_bytes())[:5000])  # cut short
+    line = assert_clean_error(preprocess_cli(*preprocess_args(path, tokenizer_dir, tmp_path / "ds", "-q")), 1)
+    assert f"{path}: cannot read" in line
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_directory_input_is_searched_recursively(tmp_path, corpus_lines, tokenizer_dir, tok):
+    root = tmp_path / "corpus"
+    write_lines(root / "b" / "deep" / "two.txt", corpus_lines[40:60])
+    write_lines(root / "a.txt", corpus_lines[:20])
+    (root / "b" / "one.jsonl.gz").write_bytes(
+        gzip.compress("".join(json.dumps({"text": t}) + "\n" for t in corpus_lines[20:40]).encode()))
+    (root / "b" / "notes.md").write_text("not an input")
+    out = tmp_path / "ds"
+    r = preprocess_cli(*preprocess_args(root, tokenizer_dir, out))
+    assert r.exit_code == 0, r.output
+    assert "ignored 1 file(s)" in r.stderr
+    # Sorted by path: a.txt, b/deep/two.txt, b/one.jsonl.gz.
+    want = expected_stream(corpus_lines[:20] + corpus_lines[40:60] + corpus_lines[20:40], tok)
+    assert stream(out).tolist() == want
+    assert [i["name"] for i in _inputs(out)] == [f"{root}/a.txt", f"{root}/b/deep/two.txt", f"{root}/b/one.jsonl.gz"]
+
+
+def test_huge_single_line_is_split_deterministically(tmp_path, corpus_lines, tokenizer_dir, tok):
+    line = "".join(corpus_lines)  # ~1.7 MB of Japanese sentences without a line end
+    line = line + " " + line  # ~3.5 MB
+    path = tmp_path / "huge.txt"
+    path.write_text(f"{corpus_lines[0]}\n{line}\n{corpus_lines[1]}\n", encoding="utf-8")
+    out = tmp_path / "ds"
+    r = preprocess_cli(*preprocess_args(path, tokenizer_dir, out, "--max-doc-bytes", 65536, "--shard-tokens",
+                                        100_000))
+    assert r.exit_code == 0, r.output
+    assert "split documents 1" in r.stdout
+    ds = Dataset(out)
+    assert ds.num_documents == 3 and ds.manifest.raw["stats"]["split"] == 1 and _inputs(out)[0]["split"] == 1
+    pieces = split_long(line.encode(), 65536)
+    assert len(pieces) > 50 and all(p.endswith("。".encode()) for p in pieces[:-1])
+    ids = list(documents(out)[1])
+    assert ids == [i for p in pieces for i in tok.encode(p.decode())]  # where it was cut, each piece encoded
+    assert tok.decode(ids) == line
+
+
+def test_split_does_not_depend_on_read_size(tmp_path, corpus_lines, tokenizer_dir):
+    line = "".join(corpus_lines[:400])  # ~150 kB on one line
+    path = write_lines(tmp_path / "long.txt", [corpus_lines[0], line, line[:5000]], "\r\n")
+    streams = []
+    for chunk in (777, 4096, 65537, 1 << 20):
+        out = tmp_path / f"c{chunk}"
+        with mock.patch.object(reader, "_CHUNK", chunk):
+            r = preprocess_cli(*preprocess_args(path, tokenizer_dir, out, "--max-doc-bytes", 4096, "-q"))
+        assert r.exit_code == 0, r.output
+        streams.append(stream(out).tolist())
+        assert Dataset(out).manifest.raw["stats"]["split"] == 2
+    assert all(s == streams[0] for s in streams)

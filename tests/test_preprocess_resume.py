@@ -1,0 +1,205 @@
+"""Kill `preprocess` anywhere, run it again: the same bytes as an uninterrupted run. And what an
+existing output directory means: resume, already complete, or refused without --overwrite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+import shards.writer
+from preprocess import pipeline
+from preprocess.journal import WORK_DIR
+from shards.layout import shard_name
+from tests.conftest import preprocess_args
+from tests.helpers import assert_clean_error, preprocess_cli, tree_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Killed(Exception):
+    """Stands for the process dying at this exact point."""
+
+
+def _kill_at(monkeypatch, where: str, k: int) -> None:
+    calls = count()
+    if where == "batch":  # before the (k+1)-th batch's ids are written
+        orig_write = pipeline._Encoding._write
+
+        def write(self, *args):
+            if next(calls) == k:
+                raise Killed
+            return orig_write(self, *args)
+
+        monkeypatch.setattr(pipeline._Encoding, "_write", write)
+    elif where == "checkpoint":  # batch k+1 is in the shard files, the journal does not know it yet
+        orig_checkpoint = pipeline._Encoding._checkpoint
+
+        def checkpoint(self, force=False):
+            if not force and next(calls) == k:
+                raise Killed
+            return orig_checkpoint(self, force)
+
+        monkeypatch.setattr(pipeline._Encoding, "_checkpoint", checkpoint)
+    elif where == "commit":  # shard k's document index is renamed into place, its tokens are not
+        orig_replace = os.replace
+
+        def replace(src, dst, **kw):
+            if Path(dst).name == shard_name(k):
+                raise Killed
+            return orig_replace(src, dst, **kw)
+
+        monkeypatch.setattr(os, "replace", replace)
+    elif where == "manifest":  # every shard committed, no manifest yet
+        def write_json_atomic(path, data):
+            raise Killed
+
+        monkeypatch.setattr(shards.writer, "write_json_atomic", write_json_atomic)
+    else:
+        raise ValueError(where)
+
+
+def _interrupted(monkeypatch, args: list[str], where: str, k: int) -> None:
+    with monkeypatch.context() as m:
+        _kill_at(m, where, k)
+        r = preprocess_cli(*args)
+    assert isinstance(r.exception, Killed), r.output
+    out = Path(args[args.index("--out") + 1])
+    assert not (out / "manifest.json").exists()  # nothing looks complete after a crash
+
+
+@pytest.mark.parametrize("where, k", [("batch", 0), ("batch", 3), ("checkpoint", 0), ("checkpoint", 4),
+                                      ("commit", 2), ("commit", 21), ("manifest", 0)])
+def test_resume_after_a_kill_gives_the_same_bytes(monkeypatch, tmp_path, corpus_file, tokenizer_dir,
+                                                  sample_dataset, where, k):
+    args = preprocess_args(corpus_file, tokenizer_dir, tmp_path / "ds", "--checkpoint-seconds", 0)
+    _interrupted(monkeypatch, args, where, k)
+    journal = json.loads((tmp_path / "ds" / WORK_DIR / "state.json").read_text())
+    r = preprocess_cli(*args)
+    assert r.exit_code == 0, r.output
+    # It continues from the last checkpoint, when there was one.
+    assert ("(resumed)" in r.stdout) == (journal["cursor"] is not None)
+    assert tree_bytes(tmp_path / "ds") == tree_bytes(sample_dataset)
+
+
+def test_killed_twice(monkeypatch, tmp_path, corpus_file, tokenizer_dir, sample_dataset):
+    args = preprocess_args(corpus_file, tokenizer_dir, tmp_path / "ds", "--checkpoint-seconds", 0)
+    _interrupted(monkeypatch, args, "batch", 2)
+    _interrupted(monkeypatch, args, "checkpoint", 2)
+    r = preprocess_cli(*args)
+    assert r.exit_code == 0, r.output
+    assert tree_bytes(tmp_path / "ds") == tree_bytes(sample_dataset)
+
+
+@pytest.mark.parametrize("stage", ["import_tokenizer", "choose_engine"])
+def test_killed_before_the_first_checkpoint(monkeypatch, tmp_path, corpus_file, tokenizer_dir, sample_dataset,
+                                            stage):
+    """Killed while the tokenizer is being saved or checked: nothing was done, so a rerun starts over."""
+    args = preprocess_args(corpus_file, tokenizer_dir, tmp_path / "ds", "-q")
+    target = pipeline.tk if stage == "import_tokenizer" else pipeline
+    orig = getattr(target, stage)
+
+    def dies(*a, **kw):
+        orig(*a, **kw)  # the work is done (files written), then the process dies
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(target, stage, dies)
+        assert isinstance(preprocess_cli(*args).exception, Killed)
+    r = preprocess_cli(*args)
+    assert r.exit_code == 0, r.output
+    assert tree_bytes(tmp_path / "ds") == tree_bytes(sample_dataset)
+
+
+def test_sigkill_then_rerun(tmp_path, corpus_file, tokenizer_dir):
+    """A real process, SIGKILLed (workers included) once its first checkpoint is on disk."""
+    big = tmp_path / "big.txt"
+    big.write_bytes(corpus_file.read_bytes() * 3)  # ~20 batches: the kill lands mid-run
+    ref = tmp_path / "ref"
+    assert preprocess_cli(*preprocess_args(big, tokenizer_dir, ref, "-q")).exit_code == 0
+
+    out = tmp_path / "ds"
+    args = preprocess_args(big, tokenizer_dir, out, "--checkpoint-seconds", 0, "-q")
+    args[args.index("--workers") + 1] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "preprocess", *args], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = out / WORK_DIR / "state.json"
+    deadline = time.monotonic() + 120  # a guard against a hang, not a timing assertion
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if json.loads(state.read_text()).get("cursor"):
+                    break
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.005)
+        assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read()!r}"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "manifest.json").exists()
+
+    r = preprocess_cli(*args[:-1])  # the same command (without -q, to see the summary)
+    assert r.exit_code == 0, r.output
+    assert "(resumed)" in r.stdout
+    assert tree_bytes(out) == tree_bytes(ref)
+
+
+# -- what an existing --out means --------------------------------------------------------------
+
+def test_same_command_on_a_complete_dataset(tmp_path, slice_file, tokenizer_dir):
+    args = preprocess_args(slice_file, tokenizer_dir, tmp_path / "ds", "--shard-tokens", 3000)
+    assert preprocess_cli(*args).exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ds").rglob("*")}
+    r = preprocess_cli(*args)
+    assert r.exit_code == 0, r.output
+    assert "already complete" in r.stdout
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ds").rglob("*")} == before
+    # The number of workers is not part of the command's identity: still complete.
+    args[args.index("--workers") + 1] = "2"
+    assert "already complete" in preprocess_cli(*args).stdout
+
+
+def test_different_command_is_refused_unless_overwrite(tmp_path, slice_file, tokenizer_dir):
+    out = tmp_path / "ds"
+    assert preprocess_cli(*preprocess_args(slice_file, tokenizer_dir, out)).exit_code == 0
+    before = tree_bytes(out)
+    other = preprocess_args(slice_file, tokenizer_dir, out, "--shard-tokens", 3000, "-q")
+    line = assert_clean_error(preprocess_cli(*other), 2)
+    assert "--overwrite" in line and str(out) in line
+    assert tree_bytes(out) == before
+    r = preprocess_cli(*other, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "manifest.json").read_text())["settings"]["shard_tokens"] == 3000
+
+
+def test_interrupted_run_of_another_command_is_refused(monkeypatch, tmp_path, corpus_file, tokenizer_dir,
+                                                       sample_dataset):
+    out = tmp_path / "ds"
+    args = preprocess_args(corpus_file, tokenizer_dir, out, "--checkpoint-seconds", 0)
+    _interrupted(monkeypatch, args, "batch", 2)
+    other = preprocess_args(corpus_file, tokenizer_dir, out, "--no-eos", "-q")
+    line = assert_clean_error(preprocess_cli(*other), 2)
+    assert "interrupted run of a different command" in line and "--overwrite" in line
+    assert preprocess_cli(*args).exit_code == 0  # the original command still resumes
+    assert tree_bytes(out) == tree_bytes(sample_dataset)
+
+
+def test_foreign_directory_is_refused(tmp_path, slice_file, tokenizer_dir):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    line = assert_clean_error(preprocess_cli(*preprocess_args(slice_file, tokenizer_dir, out, "-q")), 2)
+    assert "not empty" in line
+    r = preprocess_cli(*preprocess_args(slice_file, tokenizer_dir, out, "-q", "--overwrite"))
+    assert r.exit_code == 0, r.output
+    assert (out / "notes.txt").read_text() == "keep me"  # --overwrite removes only what preprocess writes

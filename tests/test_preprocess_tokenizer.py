@@ -1,0 +1,238 @@
+"""DIR/tokenizer is the single source of truth for the ids; where tokenizers come from; EOS rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shards import Dataset
+from tests.conftest import preprocess_args
+from tests.helpers import assert_clean_error, documents, preprocess_cli, stream, write_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shards_hold_what_autotokenizer_says(sample_dataset, corpus_lines):
+    """For every document of the real sample corpus: the saved tokenizer gives exactly its ids."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(sample_dataset / "tokenizer"))
+    ds = Dataset(sample_dataset)
+    assert ds.num_documents == len(corpus_lines) == 4345
+    assert ds.eos_id == tok.eos_token_id and ds.manifest.eos_separates_documents
+    for line, ids in zip(corpus_lines, documents(sample_dataset), strict=True):
+        assert tok.encode(line, add_special_tokens=False) == list(ids)
+        assert tok.encode(line) == list(ids)  # a tokenizer this project trained adds no specials
+        assert tok.decode(list(ids)) == line
+
+
+def test_no_eos_is_the_plain_concatenation(tmp_path, slice_file, tokenizer_dir, corpus_lines):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    out = tmp_path / "ds"
+    r = preprocess_cli(*preprocess_args(slice_file, tokenizer_dir, out, "--no-eos", "--shard-tokens", 3000, "-q"))
+    assert r.exit_code == 0, r.output
+    want = [i for line in corpus_lines[:300] for i in tok.encode(line)]
+    assert stream(out).tolist() == want
+    m = Dataset(out).manifest
+    assert not m.eos_separates_documents and m.num_documents == 300
+
+
+@pytest.fixture(scope="module")
+def no_eos_tokenizer(tmp_path_factory, corpus_lines) -> Path:
+    """A byte-level BPE tokenizer trained here with `tokenizers`: no EOS, one special token [SEP]."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["[SEP]"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(corpus_lines[:300], trainer)
+    out = tmp_path_factory.mktemp("bpe") / "bpe"
+    PreTrainedTokenizerFast(tokenizer_object=backend).save_pretrained(str(out))
+    return out
+
+
+def test_tokenizer_without_eos(tmp_path, slice_file, no_eos_tokenizer, corpus_lines):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(no_eos_tokenizer))
+    assert tok.eos_token is None
+    out = tmp_path / "ds"
+    line = assert_clean_error(preprocess_cli(*preprocess_args(slice_file, no_eos_tokenizer, out, "-q")), 2)
+    assert "has no EOS token" in line and "--eos-token" in line and "--no-eos" in line
+    assert not (out / "manifest.json").exists()
+
+    # Following the advice, into the same --out, works.
+    r = preprocess_cli(*preprocess_args(slice_file, no_eos_tokenizer, out, "--eos-token", "[SEP]", "-q"))
+    assert r.exit_code == 0, r.output
+    sep = tok.convert_tokens_to_ids("[SEP]")
+    ds = Dataset(out)
+    assert ds.eos_id == sep and ds.manifest.eos_separates_documents
+    for line_text, ids in zip(corpus_lines[:300], documents(out), strict=True):
+        assert tok.encode(line_text, add_special_tokens=False) == list(ids)
+        assert tok.decode(list(ids)) == line_text
+
+    r = preprocess_cli(*preprocess_args(slice_file, no_eos_tokenizer, tmp_path / "n", "--no-eos", "-q"))
+    assert r.exit_code == 0, r.output
+    assert stream(tmp_path / "n").tolist() == [i for t in corpus_lines[:300] for i in tok.encode(t)]
+
+
+def test_eos_token_must_be_in_the_vocabulary(tmp_path, slice_file, no_eos_tokenizer):
+    args = preprocess_args(slice_file, no_eos_tokenizer, tmp_path / "ds", "--eos-token", "<|nope|>", "-q")
+    line = assert_clean_error(preprocess_cli(*args), 2)
+    assert "--eos-token '<|nope|>' is not a token" in line
+
+
+def test_no_eos_and_eos_token_contradict(tmp_path, slice_file, tokenizer_dir):
+    args = preprocess_args(slice_file, tokenizer_dir, tmp_path / "ds", "--eos-token", "</s>", "--no-eos")
+    assert "contradict" in assert_clean_error(preprocess_cli(*args), 2)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_sentencepiece_model_file_and_directory_agree(tmp_path, slice_file, tokenizer_dir):
+    from_dir, from_model = tmp_path / "dir", tmp_path / "model"
+    r = preprocess_cli(*preprocess_args(slice_file, tokenizer_dir, from_dir, "-q"))
+    assert r.exit_code == 0, r.output
+    r = preprocess_cli(*preprocess_args(slice_file, tokenizer_dir / "tokenizer.model", from_model, "-q"))
+    assert r.exit_code == 0, r.output
+    assert (from_model / "tokenizer" / "tokenizer.model").read_bytes() == \
+        (tokenizer_dir / "tokenizer.model").read_bytes()
+    assert stream(from_model).tolist() == stream(from_dir).tolist()
+    kinds = [json.loads((d / "manifest.json").read_text())["tokenizer"]["kind"] for d in (from_dir, from_model)]
+    assert kinds == ["transformers", "sentencepiece"]
+
+
+def test_hub_name_fails_fast_offline(tmp_path, slice_file):
+    """HF_HUB_OFFLINE=1 (conftest): no retries for a minute, a message that points to a local path."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-m", "preprocess", str(slice_file), "--tokenizer", "gpt2",
+                        "--out", str(tmp_path / "ds"), "-q"], capture_output=True, text=True, cwd=ROOT,
+                       env=env, timeout=60)  # the timeout only guards against a hang
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --tokenizer gpt2:")
+    assert "local tokenizer directory" in lines[0] and "HF_HUB_OFFLINE" in lines[0]
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_unreachable_hub_fails_with_a_hint(monkeypatch, tmp_path, slice_file):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused at once
+    line = assert_clean_error(preprocess_cli(slice_file, "--tokenizer", "someorg/somemodel",
+                                             "--out", tmp_path / "ds", "-q"), 2)
+    assert "cannot be reached" in line and "local tokenizer directory" in line
+
+
+def test_vocabulary_with_holes_keeps_every_id(tmp_path):
+    """len(tokenizer) is 4 but an id is 9: the dataset's vocab_size must cover it (no truncation)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "</s>": 2, "b": 9}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="</s>").save_pretrained(
+        str(tmp_path / "tok"))
+    (tmp_path / "in.txt").write_text("a b a\nb b\n")
+    r = preprocess_cli(tmp_path / "in.txt", "--tokenizer", tmp_path / "tok", "--out", tmp_path / "ds", "-q")
+    assert r.exit_code == 0, r.output
+    ds = Dataset(tmp_path / "ds")
+    assert ds.vocab_size == 10
+    assert ds.read(0, ds.num_tokens).tolist() == [1, 9, 1, 2, 9, 9, 2]
+
+
+def test_to_array_inserts_eos_and_refuses_foreign_ids():
+    import numpy as np
+
+    from preprocess.encoder import to_array
+    from preprocess.errors import TokenizerError
+
+    # Pieces [5, 6] (ends a document), [] (ends an empty one), [7] (continues), [8] (ends it).
+    tokens, lengths = to_array([[5, 6], [], [7], [8]], 2, [True, True, False, True], np.dtype("<u2"), 10)
+    assert tokens.tolist() == [5, 6, 2, 2, 7, 8, 2] and lengths.tolist() == [3, 1, 1, 2]
+    assert tokens.dtype == np.uint16
+    tokens, lengths = to_array([[5, 6], [7]], None, [True, True], np.dtype("<u2"), 10)
+    assert tokens.tolist() == [5, 6, 7] and lengths.tolist() == [2, 1]
+    with pytest.raises(TokenizerError, match="id 10"):
+        to_array([[1, 10]], 2, [True], np.dtype("<u2"), 10)
+
+
+TRICKY = ["前</s>後", "<s>とか<pad>", "<unk>", "<0x41> and <0xE3><0x81><0x82>", "a < b <", "<<<", " <", "k>"]
+
+
+def test_special_token_text_is_just_text(tmp_path, tokenizer_dir):
+    """A document spelling "</s>" must not inject a document boundary, nor "<0x41>" decode as "A"."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    # The hard case: characters of "</s>" and "<unk>" without a piece of their own (bytes instead).
+    assert ">" not in tok.get_vocab() and "k" not in tok.get_vocab(), \
+        "the conftest tokenizer now has these pieces: choose TRICKY strings with characters it lacks"
+    write_lines(tmp_path / "in.txt", TRICKY)
+    out = tmp_path / "ds"
+    r = preprocess_cli(*preprocess_args(tmp_path / "in.txt", tokenizer_dir, out, "-q"))
+    assert r.exit_code == 0, r.output
+    docs = documents(out)
+    assert len(docs) == len(TRICKY)
+    for text, ids in zip(TRICKY, docs):
+        assert not {0, 1, 2, 3} & set(ids), text  # no <unk>, <s>, </s> or <pad> from text
+        assert tok.decode(list(ids)) == text
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_shipped_sentencepiece_model_agrees_with_autotokenizer(tmp_path, corpus_lines, model_type):
+    """DIR/tokenizer holds tokenizer.model too: it must give the very ids of the shards."""
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    from preprocess.encoder import PROBES
+    from preprocess.tokenizer import train_sentencepiece
+
+    train_sentencepiece(corpus_lines[:1500], 1000, tmp_path / "tok", model_type=model_type, character_coverage=0.98)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "tok" / "tokenizer.model"))
+    for text in [*PROBES, *TRICKY, *corpus_lines[:1500]]:
+        ids = tok.encode(text)
+        assert sp.encode(text) == ids, text
+        if "\u2581" not in text:  # a literal "▁" decodes as a space, in SentencePiece too
+            assert tok.decode(ids) == text
+        assert not {0, 1, 2, 3} & set(ids), text
+
+
+def test_tokenizer_only(tmp_path, slice_file, tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "tok"
+    r = preprocess_cli(slice_file, "--tokenizer", tokenizer_dir / "tokenizer.model", "--tokenizer-only", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert AutoTokenizer.from_pretrained(str(out)).encode("テスト") == \
+        AutoTokenizer.from_pretrained(str(tokenizer_dir)).encode("テスト")
+    line = assert_clean_error(preprocess_cli(slice_file, "--tokenizer", tokenizer_dir, "--tokenizer-only",
+                                             "--out", out, "-q"), 2)
+    assert "not empty" in line and "--overwrite" in line
+    r = preprocess_cli(slice_file, "--tokenizer", tokenizer_dir, "--tokenizer-only", "--out", out, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # no temporary directory left
+
+    # --overwrite never deletes a directory that holds something else than a tokenizer.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "corpus.txt").write_text("precious")
+    line = assert_clean_error(preprocess_cli(slice_file, "--tokenizer", tokenizer_dir, "--tokenizer-only",
+                                             "--out", tmp_path / "mine", "--overwrite", "-q"), 2)
+    assert "holds no tokenizer" in line
+    assert (tmp_path / "mine" / "corpus.txt").read_text() == "precious"
+
+    # A failed build leaves the old tokenizer in place and no temporary directory.
+    before = sorted(p.name for p in out.iterdir())
+    assert_clean_error(preprocess_cli(slice_file, "--tokenizer", tmp_path / "none", "--tokenizer-only",
+                                      "--out", out, "--overwrite", "-q"), 2)
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "tok"]
