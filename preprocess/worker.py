@@ -1,26 +1,159 @@
-"""What runs inside each tokenizer worker process (spawned: no state inherited)."""
+"""What runs inside each tokenizer worker process (spawned: no state inherited).
+
+A task is a Block of whole lines (or one piece of a too-long line). The worker turns it into
+documents (cleaning, decoding, JSON, skipping, cutting long ones), tokenizes them and returns
+their ids with EOS appended, plus the counts for the manifest. Clean UTF-8 text with `\\n` line
+ends takes a fast path of bytes and str methods; anything unusual goes line by line through
+`preprocess.reader`, which defines the rules.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from preprocess.blocks import Block, in_valid, text_digest
 from preprocess.encoder import EngineSpec, make_encoder, to_array
+from preprocess.inputs import InputFile
+from preprocess.reader import _BOM, Piece, _document, read_lines
 
 _STATE: dict = {}
 
 
-def init(spec: EngineSpec, eos_id: int | None, dtype: str, vocab_size: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Settings:
+    files: list[InputFile]
+    text_key: str
+    errors: str
+    max_doc_bytes: int
+    eos_id: int | None
+    dtype: str
+    vocab_size: int
+    valid_fraction: float
+
+
+@dataclass(slots=True)
+class Encoded:
+    """A block's documents: ids (EOS included), and per document its length, side, size."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray  # int64, per document (a piece block: its one piece)
+    valid: np.ndarray  # bool, per document: goes to the validation split
+    nbytes: np.ndarray  # int64, UTF-8 bytes of each document's text
+    nchars: np.ndarray  # int64, characters of each document's text
+    stats: dict[str, int] = field(default_factory=dict)
+    piece_text: bytes | None = None  # a piece block's cleaned text, for its document's hash
+
+
+def init(spec: EngineSpec, settings: Settings) -> None:
     # Ctrl-C reaches the whole process group: the parent decides what happens, not the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _STATE.update(encode=make_encoder(spec), eos_id=eos_id, dtype=np.dtype(dtype), vocab_size=vocab_size)
+    try:
+        _STATE.update(encode=make_encoder(spec), settings=settings)
+    except Exception as e:
+        # A Pool replaces a worker whose initializer raises, forever: the run would hang. Keep
+        # the error instead; the first task reports it to the parent, which stops.
+        _STATE["error"] = f"tokenizer worker could not start: {type(e).__name__}: {e}"
 
 
-def encode(texts: Sequence[str], ends: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens, lengths) of a batch of pieces, EOS after the pieces that end a document."""
-    s = _STATE
-    return to_array(s["encode"](texts), s["eos_id"], ends, s["dtype"], s["vocab_size"])
+def process(block: Block) -> Encoded:
+    if "error" in _STATE:
+        raise RuntimeError(_STATE["error"])
+    s: Settings = _STATE["settings"]
+    f = s.files[block.file]
+    if not block.whole:
+        return _piece(block, f, s)
+    docs = _fast(block, s) if f.fmt == "txt" else None
+    if docs is None:
+        docs = _slow(block, f, s)
+    pieces, ends, nbytes, nchars, valid, stats = docs
+    ids = _STATE["encode"](pieces)
+    tokens, lengths = to_array(ids, s.eos_id, ends, np.dtype(s.dtype), s.vocab_size)
+    if len(ends) and not all(ends):  # documents cut into pieces: piece lengths -> document lengths
+        starts = np.flatnonzero(np.concatenate(([True], np.asarray(ends[:-1], dtype=bool))))
+        lengths = np.add.reduceat(lengths, starts)
+    return Encoded(tokens, lengths.astype(np.int64), np.asarray(valid, dtype=bool),
+                   np.asarray(nbytes, dtype=np.int64), np.asarray(nchars, dtype=np.int64), stats)
+
+
+def _fast(block: Block, s: Settings):
+    """Clean UTF-8 with \\n line ends and no line over max_doc_bytes: whole-block operations,
+    one list comprehension per block. None when the block needs the line-by-line rules."""
+    data = block.data
+    if b"\r" in data or b"\0" in data or (block.offset == 0 and data.startswith(_BOM)):
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    raw = data.split(b"\n")
+    lines = text.split("\n")
+    if data.endswith(b"\n"):  # the final line end leaves an empty tail, not an empty line
+        raw.pop()
+        lines.pop()
+    sizes = list(map(len, raw))
+    if sizes and max(sizes) > s.max_doc_bytes:
+        return None
+    keep = [i for i, line in enumerate(lines) if line and not line.isspace()]
+    empty = lines.count("")
+    pieces = [lines[i] for i in keep]
+    valid = [in_valid(text_digest(raw[i]), s.valid_fraction) for i in keep] if s.valid_fraction else \
+        [False] * len(keep)
+    stats = {"empty": empty, "whitespace": len(lines) - len(keep) - empty}
+    return pieces, [True] * len(keep), [sizes[i] for i in keep], list(map(len, pieces)), valid, stats
+
+
+def _slow(block: Block, f: InputFile, s: Settings):
+    """Line by line through preprocess.reader's rules: BOM, \\r, NUL, bad UTF-8, JSON, long lines."""
+    pieces, ends, nbytes, nchars, valid = [], [], [], [], []
+    stats: dict[str, int] = {}
+    doc_bytes = doc_chars = n_pieces = 0
+    hasher_parts: list[bytes] = []
+    line, offset = block.line, block.offset
+    limit = s.max_doc_bytes if f.fmt == "txt" else None
+    for data, first, last, end in read_lines(io.BytesIO(block.data), block.offset, None, limit):
+        for item in _document(f, block.file, data, first, last, offset, line, s.errors, s.text_key,
+                              s.max_doc_bytes, None):
+            for key, n in (("replaced", item.replaced), ("nul_bytes", item.nul)):
+                if n:
+                    stats[key] = stats.get(key, 0) + n
+            if not isinstance(item, Piece):
+                stats[item.reason] = stats.get(item.reason, 0) + 1
+                continue
+            pieces.append(item.text)
+            ends.append(item.ends_doc)
+            doc_bytes += item.nbytes
+            doc_chars += len(item.text)
+            n_pieces += 1
+            if s.valid_fraction:
+                hasher_parts.append(item.text.encode("utf-8"))
+            if item.ends_doc:
+                nbytes.append(doc_bytes)
+                nchars.append(doc_chars)
+                valid.append(bool(s.valid_fraction) and in_valid(text_digest(b"".join(hasher_parts)), s.valid_fraction))
+                if n_pieces > 1:
+                    stats["split"] = stats.get("split", 0) + 1
+                doc_bytes = doc_chars = n_pieces = 0
+                hasher_parts = []
+        offset = end
+        if last and line is not None:
+            line += 1
+    return pieces, ends, nbytes, nchars, valid, stats
+
+
+def _piece(block: Block, f: InputFile, s: Settings) -> Encoded:
+    """One piece of a line too long to tokenize whole; the main process joins the pieces."""
+    items = list(_document(f, block.file, block.data, block.first, block.last, block.offset, block.line,
+                           s.errors, s.text_key, s.max_doc_bytes, None))
+    piece = items[0]  # a piece is never skipped: only whole empty lines are
+    stats = {k: n for k, n in (("replaced", piece.replaced), ("nul_bytes", piece.nul)) if n}
+    ids = _STATE["encode"]([piece.text])
+    tokens, lengths = to_array(ids, s.eos_id, [block.last], np.dtype(s.dtype), s.vocab_size)
+    text = piece.text.encode("utf-8") if s.valid_fraction else None
+    return Encoded(tokens, lengths.astype(np.int64), np.zeros(1, dtype=bool), np.array([piece.nbytes]),
+                   np.array([len(piece.text)]), stats, text)

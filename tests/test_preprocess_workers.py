@@ -7,7 +7,7 @@ import hashlib
 import random
 
 from preprocess import pipeline
-from preprocess.batches import in_valid
+from preprocess.blocks import in_valid
 from tests.conftest import preprocess_args
 from tests.helpers import documents, preprocess_cli, tree_bytes, write_lines
 
