@@ -146,3 +146,15 @@ def test_config_file_and_saved_config(train_valid, tmp_path):
     toml.write_text("max_steps = [\n")
     bad = _train("--config", str(toml))
     assert bad.exit_code == 2 and "not valid TOML" in bad.output
+
+
+def test_loss_curve_and_tensorboard_when_installed(train_valid, tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "run"
+    result = _train(*train_args(train_valid, run), "--max-steps", "6")
+    assert result.exit_code == 0, result.output
+    png = run / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
