@@ -114,9 +114,11 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
                     seen = now
             if in_line:  # the rest of a too-long line
                 m = _EOL.search(buf)
-                if m is None or (m.group() == b"\r" and m.end() == len(buf) and not eof):
+                # A final "\r" may be half of "\r\n": the line's text is then one byte shorter.
+                pending_cr = m is not None and m.group() == b"\r" and m.end() == len(buf) and not eof
+                if m is None or pending_cr:
                     if not eof:
-                        while len(buf) > limit:
+                        while len(buf) - pending_cr > limit:
                             cut = cut_point(bytes(buf[:limit]))
                             yield Block(index, unit.file, bytes(buf[:cut]), base, base + cut, line, False, False, False)
                             del buf[:cut]

@@ -80,7 +80,7 @@ def main(inputs, out, tokenizer, vocab_size, tokenizer_type, character_coverage,
         try:
             summary = run(cfg, say=lambda s: click.echo(s, err=True))
         except KeyboardInterrupt:
-            click.echo(f"error: interrupted; run the same command again to resume", err=True)
+            click.echo("error: interrupted; run the same command again to resume", err=True)
             raise SystemExit(130) from None
         if not quiet and not tokenizer_only:
             click.echo(report(summary, cfg))

@@ -11,10 +11,10 @@ from typing import Any
 from preprocess.errors import UsageError
 from shards import MANIFEST
 from shards.manifest import write_json_atomic
+from shards.writer import remove_dataset
 
 WORK_DIR = ".preprocess"  # journal and tokenizer of a run in progress; removed at the end
 _STATE = "state.json"
-_OURS = ("shard_", "tokenizer", "train", "valid", WORK_DIR)
 
 
 class Journal:
@@ -99,12 +99,24 @@ def _same(directory: Path, settings: dict[str, Any], inputs: list[dict[str, Any]
 
 
 def clear(out: Path) -> None:
-    """Remove what preprocess writes in `out`, manifests first so nothing looks complete meanwhile."""
-    for manifest in [out / MANIFEST, out / "train" / MANIFEST, out / "valid" / MANIFEST]:
-        manifest.unlink(missing_ok=True)
-    for p in out.iterdir():
-        if p.name == MANIFEST or p.name.startswith(_OURS):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+    """Remove what preprocess writes in `out` (datasets in out, out/train, out/valid, and the
+    work directory) and nothing else: a user's own files there stay."""
+    for split in ("train", "valid"):  # manifests first: nothing may look complete meanwhile
+        (out / split / MANIFEST).unlink(missing_ok=True)
+    remove_dataset(out)
+    for split in ("train", "valid"):
+        d = out / split
+        if d.is_dir() and not d.is_symlink():
+            remove_dataset(d)
+            if not any(d.iterdir()):
+                d.rmdir()
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+
+
+def refuse_inputs_inside(out: Path, paths: list[Path]) -> None:
+    """--overwrite deletes in --out: refuse when an input or the tokenizer lies in there."""
+    root = out.resolve()
+    for p in paths:
+        if p.resolve() == root or root in p.resolve().parents:
+            raise UsageError(f"--out {out} contains the input {p}; with --overwrite it would be deleted. "
+                             "Choose an output directory outside the inputs")

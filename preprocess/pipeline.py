@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import shutil
-import sys
 import time
 from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -24,8 +25,8 @@ from preprocess.config import PreprocessConfig
 from preprocess.encoder import EngineSpec, choose_engine
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit, discover, plan_part, plan_sample
-from preprocess.journal import Journal, prepare
-from preprocess.reader import Cursor, Piece, Skip, read_unit
+from preprocess.journal import Journal, prepare, refuse_inputs_inside
+from preprocess.reader import Cursor, Piece, read_unit
 from shards import DatasetWriter, Manifest
 from shards.console import Progress, duration, human
 
@@ -57,6 +58,9 @@ def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
     names = ["train", "valid"] if cfg.valid_fraction > 0 else [None]
     dirs = {n or "dataset": cfg.out / n if n else cfg.out for n in names}
     inputs = [{"name": files[i].name, "bytes": files[i].size} for i in sorted({u.file for u in units})]
+    if cfg.overwrite:
+        local_tokenizer = [Path(cfg.tokenizer)] if cfg.tokenizer and Path(cfg.tokenizer).exists() else []
+        refuse_inputs_inside(cfg.out, [f.path for f in files] + local_tokenizer)
     mode, state = prepare(cfg.out, list(dirs.values()), cfg.identity(files), cfg.settings(), inputs, cfg.overwrite)
     if mode == "complete":
         manifests = {k: shards.load_manifest(d) for k, d in dirs.items()}
@@ -179,22 +183,22 @@ def _pieces(files: list[InputFile], units: list[Unit], cfg: PreprocessConfig) ->
 
 
 class _InProcess:
-    """The Pool interface for --workers 0: encode in this process (debugging, tiny inputs)."""
+    """The executor interface for --workers 0: encode in this process (debugging, tiny inputs)."""
 
     class _Done:
         def __init__(self, value):
             self.value = value
 
-        def get(self):
+        def result(self):
             return self.value
 
     def __init__(self, initargs):
-        worker.init(*initargs)
+        worker.init(*initargs, in_worker=False)
 
-    def apply_async(self, fn, args):
+    def submit(self, fn, *args):
         return self._Done(fn(*args))
 
-    def terminate(self):
+    def shutdown(self, wait=True, cancel_futures=False):
         pass
 
 
@@ -227,18 +231,24 @@ class _Encoding:
         if cfg.workers == 0:
             pool = _InProcess(initargs)
         else:
-            pool = multiprocessing.get_context("spawn").Pool(cfg.workers, initializer=worker.init, initargs=initargs)
+            # An executor, not multiprocessing.Pool: a worker killed (say by the OOM killer)
+            # breaks it with an error, where a Pool would wait for that task forever.
+            pool = ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=worker.init, initargs=initargs)
         window = 2 * max(cfg.workers, 1) + 2  # blocks in flight: workers never idle, memory bounded
         pending: deque = deque()
         try:
             for block in self._blocks():
-                pending.append((block, pool.apply_async(worker.process, (block,))))
+                pending.append((block, pool.submit(worker.process, block)))
                 while len(pending) >= window:
                     self._write(*pending.popleft())
             while pending:
                 self._write(*pending.popleft())
+        except BrokenProcessPool:
+            raise InputError("a tokenizer worker process died (out of memory? killed?); run the same command "
+                             "again to resume, with fewer --workers if memory is short") from None
         finally:
-            pool.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
             self.bar.close()
         self._checkpoint(force=True)
 
@@ -260,7 +270,7 @@ class _Encoding:
         return self.clock[2] / (self.clock[1] - self.clock[0])
 
     def _write(self, block: Block, result) -> None:
-        out = result.get()
+        out = result.result()
         now = time.monotonic()
         self.clock = [self.clock[0], now, self.clock[2] + len(out.tokens)] if self.clock else [now, now, 0]
         for key, n in out.stats.items():

@@ -117,7 +117,9 @@ def open_binary(f: InputFile) -> tuple[BinaryIO, BinaryIO]:
         return lzma.LZMAFile(raw, mode="rb"), raw
     import zstandard
 
-    return zstandard.ZstdDecompressor().stream_reader(raw), raw
+    # read_across_frames: pzstd and concatenated files hold several frames; stopping after the
+    # first would silently drop the rest.
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), raw
 
 
 def first_line_start(stream: BinaryIO, start: int) -> int:

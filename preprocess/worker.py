@@ -18,6 +18,7 @@ import numpy as np
 
 from preprocess.blocks import Block, in_valid, text_digest
 from preprocess.encoder import EngineSpec, make_encoder, to_array
+from preprocess.errors import TokenizerError
 from preprocess.inputs import InputFile
 from preprocess.reader import _BOM, Piece, _document, read_lines
 
@@ -49,21 +50,21 @@ class Encoded:
     piece_text: bytes | None = None  # a piece block's cleaned text, for its document's hash
 
 
-def init(spec: EngineSpec, settings: Settings) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides what happens, not the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+def init(spec: EngineSpec, settings: Settings, in_worker: bool = True) -> None:
+    if in_worker:
+        # Ctrl-C reaches the whole process group: the parent decides what happens, not the workers.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
         _STATE.update(encode=make_encoder(spec), settings=settings)
     except Exception as e:
-        # A Pool replaces a worker whose initializer raises, forever: the run would hang. Keep
-        # the error instead; the first task reports it to the parent, which stops.
-        _STATE["error"] = f"tokenizer worker could not start: {type(e).__name__}: {e}"
+        # Keep the error: the first task reports it to the parent, which stops with one line.
+        _STATE["error"] = f"a tokenizer worker could not load the tokenizer ({type(e).__name__}: {e})"
 
 
 def process(block: Block) -> Encoded:
     if "error" in _STATE:
-        raise RuntimeError(_STATE["error"])
+        raise TokenizerError(_STATE["error"])
     s: Settings = _STATE["settings"]
     f = s.files[block.file]
     if not block.whole:

@@ -1,4 +1,4 @@
-"""The bundled sample corpus and the two-minute tour: preprocess -> verify -> train -> sample."""
+"""The bundled sample corpus and the quickstart tour: preprocess -> verify -> train -> sample."""
 
 from pathlib import Path
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +184,8 @@ class DatasetWriter:
             self._open = _OpenShard(self.directory, i, self.dtype, tokens, docs)
             first_unwritten = i + 1
         # Shards past the checkpoint will be written again, byte for byte.
-        for p in self.directory.glob("shard_*.npy*"):
-            stem = p.name.split(".")[0]
-            if int(stem.split("_")[1]) >= first_unwritten:
+        for p in self.directory.iterdir():
+            if _SHARD_FILE.match(p.name) and int(p.name[6:11]) >= first_unwritten:
                 p.unlink()
 
     def finish(self, *, eos_id: int | None, eos_separates_documents: bool, tokenizer: dict[str, Any],
@@ -211,6 +212,23 @@ class DatasetWriter:
             source_bytes=source_bytes, tool_version=tool_version)
         write_json_atomic(self.directory / MANIFEST, manifest)
         return parse_manifest(manifest, self.directory / MANIFEST)
+
+
+_SHARD_FILE = re.compile(r"^shard_\d{5}(\.docs)?\.npy(\.tmp)?$")
+
+
+def remove_dataset(directory: Path) -> None:
+    """Delete what a writer puts in `directory`, the manifest first so that nothing looks complete
+    meanwhile; files the writer does not make (a user's own) are left alone."""
+    directory = Path(directory)
+    (directory / MANIFEST).unlink(missing_ok=True)
+    fsync_dir(directory)
+    for p in directory.iterdir():
+        if _SHARD_FILE.match(p.name) and p.is_file():
+            p.unlink()
+    tok = directory / TOKENIZER_DIR
+    if tok.is_dir() and not tok.is_symlink():
+        shutil.rmtree(tok)
 
 
 def build_manifest(directory: Path, *, dtype: np.dtype, vocab_size: int, eos_id: int | None,

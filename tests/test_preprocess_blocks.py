@@ -34,7 +34,7 @@ def _via_blocks(path, data, limit, block_bytes, n_parts):
 
 
 @given(body=st.lists(st.sampled_from(PARTS), max_size=300), long=st.integers(0, 3000),
-       tail=st.lists(st.sampled_from(PARTS), max_size=40), limit=st.sampled_from([1024, 1500]),
+       tail=st.lists(st.sampled_from(PARTS), max_size=40), limit=st.sampled_from([16, 1024, 1500]),
        block_bytes=st.sampled_from([1, 3, 64, 1000, 1 << 20]), n_parts=st.integers(1, 3))
 @settings(max_examples=300, deadline=None)
 def test_blocks_hold_exactly_the_lines_of_the_file(tmp_path_factory, body, long, tail, limit, block_bytes, n_parts):
@@ -49,3 +49,16 @@ def test_blocks_hold_exactly_the_lines_of_the_file(tmp_path_factory, body, long,
         before = data[:offset]
         at_line_start = offset == 0 or before[-1:] in (b"\n", b"\r")
         assert line == count_lines(before) + (1 if at_line_start else 0)  # mid-line: the line is counted
+
+
+def test_long_crlf_line_cut_the_same_for_every_read_size(tmp_path):
+    # Regression: a long line's last `limit` bytes followed by a "\r" at the end of a read were
+    # cut once more than split_long cuts them, so ids depended on the read size.
+    line = b" febcbdgd  gcdde gd ef bdbaaa fg"  # found by search; read size 1 cut it wrongly
+    data = line + b"\r\nend\r\n"
+    path = tmp_path / "f.txt"
+    path.write_bytes(data)
+    want = list(read_lines(io.BytesIO(data), 0, None, 16))
+    for block_bytes in range(1, 45):
+        got, _ = _via_blocks(path, data, 16, block_bytes, 1)
+        assert got == want, block_bytes

@@ -154,6 +154,40 @@ def test_sigkill_then_rerun(tmp_path, corpus_file, tokenizer_dir):
     assert tree_bytes(out) == tree_bytes(ref)
 
 
+def test_a_dead_worker_stops_the_run_instead_of_hanging(tmp_path, corpus_file, tokenizer_dir):
+    """The OOM killer's view: one tokenizer worker SIGKILLed. One line, exit 1; the rerun resumes."""
+    from benchmarks.common import tree
+
+    big = tmp_path / "big.txt"
+    big.write_bytes(corpus_file.read_bytes() * 3)
+    out = tmp_path / "ds"
+    args = preprocess_args(big, tokenizer_dir, out, "--checkpoint-seconds", 0, "-q")
+    args[args.index("--workers") + 1] = "2"
+    proc = subprocess.Popen([sys.executable, "-m", "preprocess", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # a guard against a hang, not a timing assertion
+    victim = None
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        for pid in tree(proc.pid)[1:]:
+            try:
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes() and (out / WORK_DIR / "state.json").exists():
+                    victim = pid
+            except OSError:
+                pass
+        time.sleep(0.01)
+    if victim is None:
+        proc.kill()
+        pytest.skip("the run ended before a worker could be killed")
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the killed worker had no task left")
+    assert proc.returncode == 1, err
+    assert "worker process died" in err and "Traceback" not in err
+    r = preprocess_cli(*args)
+    assert r.exit_code == 0, r.output
+
+
 # -- what an existing --out means --------------------------------------------------------------
 
 def test_same_command_on_a_complete_dataset(tmp_path, slice_file, tokenizer_dir):
@@ -203,3 +237,24 @@ def test_foreign_directory_is_refused(tmp_path, slice_file, tokenizer_dir):
     r = preprocess_cli(*preprocess_args(slice_file, tokenizer_dir, out, "-q", "--overwrite"))
     assert r.exit_code == 0, r.output
     assert (out / "notes.txt").read_text() == "keep me"  # --overwrite removes only what preprocess writes
+
+
+def test_overwrite_never_deletes_inputs_or_unrelated_files(tmp_path, slice_file, tokenizer_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    corpus = data / "train.txt"  # the tutorial's layout: the corpus beside where output goes
+    corpus.write_bytes(slice_file.read_bytes())
+    (data / "train_notes.md").write_text("mine")
+    (data / "tokenizer_backup").mkdir()
+    r = preprocess_cli(*preprocess_args(corpus, tokenizer_dir, data, "--overwrite"))
+    assert "contains the input" in assert_clean_error(r, 2)
+    assert corpus.exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train_notes.md").write_text("mine")
+    (out / "shard_notes.txt").write_text("mine")
+    r = preprocess_cli(*preprocess_args(corpus, tokenizer_dir, out, "--overwrite"))
+    assert r.exit_code == 0, r.output
+    r = preprocess_cli(*preprocess_args(corpus, tokenizer_dir, out, "--overwrite", "--shard-tokens", 999))
+    assert r.exit_code == 0, r.output
+    assert (out / "train_notes.md").read_text() == "mine" and (out / "shard_notes.txt").read_text() == "mine"
