@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import random
 import shutil
 import sys
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from benchmarks.common import CORPUS, Timer, machine, make_tokenizer, mb, private, rate, rss
+from benchmarks.common import CORPUS, Timer, machine, make_tokenizer, mb, private, rate
 from shards.layout import INDEX_DTYPE, index_name, npy_header, shard_name
 from shards.manifest import ShardEntry, write_json_atomic
 from shards.writer import DatasetWriter, build_manifest

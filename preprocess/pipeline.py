@@ -349,8 +349,9 @@ def _finish(cfg, files, units, writers, state, info) -> dict[str, Manifest]:
                        **{k: int(s.get(k, 0)) for k in ("documents", "replaced", "nul_bytes", "split", *SKIP_REASONS)}})
     # Checked for every dataset before the first manifest is written: a failed run must not
     # leave DIR/train looking complete beside an unusable DIR/valid.
+    part = cfg.part[1] > 1  # one part of many may hold nothing (e.g. fewer files than parts)
     for name, w in writers.items():
-        if w.num_tokens == 0:
+        if w.num_tokens == 0 and not part:
             if name == "valid":
                 raise InputError(f"--valid-fraction {cfg.valid_fraction} put no document into {cfg.out}/valid; "
                                  "raise it, or preprocess a validation file with its own run")
@@ -370,7 +371,8 @@ def _finish(cfg, files, units, writers, state, info) -> dict[str, Manifest]:
         manifests[name] = w.finish(
             eos_id=state["eos_id"] if state["eos_id"] is not None else info.eos_id,
             eos_separates_documents=state["eos_id"] is not None, tokenizer=tokenizer, settings=settings,
-            inputs=inputs, stats=m_stats, source_bytes=split["bytes"], tool_version=shards.__version__)
+            inputs=inputs, stats=m_stats, source_bytes=split["bytes"], tool_version=shards.__version__,
+            allow_empty=part)
     return manifests
 
 

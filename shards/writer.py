@@ -190,10 +190,11 @@ class DatasetWriter:
 
     def finish(self, *, eos_id: int | None, eos_separates_documents: bool, tokenizer: dict[str, Any],
                settings: dict[str, Any], inputs: list[dict[str, Any]], stats: dict[str, Any],
-               source_bytes: int, tool_version: str) -> Manifest:
+               source_bytes: int, tool_version: str, allow_empty: bool = False) -> Manifest:
         """Commit the last shard and write manifest.json: from this moment the dataset is complete.
 
         `tokenizer` holds at least `kind` and `source`; its files must already be in DIR/tokenizer.
+        An empty dataset is refused unless `allow_empty` (a part that `shards merge` will join).
         """
         if self._open is not None:
             if self._open.tokens:
@@ -203,7 +204,7 @@ class DatasetWriter:
                 self._open.path.unlink()
                 self._open.index_path.unlink()
             self._open = None
-        if not self.shards:
+        if not self.shards and not allow_empty:
             raise ShardFormatError(f"{self.directory}: no tokens to write; nothing would be trained on")
         manifest = build_manifest(
             self.directory, dtype=self.dtype, vocab_size=self.vocab_size, eos_id=eos_id,

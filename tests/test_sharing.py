@@ -147,3 +147,27 @@ def test_training_never_writes_into_a_dataset(train_valid, tmp_path):
         assert p.returncode == 0, out
     assert _snapshot(train_valid) == before
     assert sorted(str(p) for p in train_valid.rglob("*")) == dirs_before  # nothing added either
+
+
+def test_parts_without_documents_still_merge(tmp_path, corpus_lines, tokenizer_dir):
+    """More parts than compressed files: some parts get nothing, and the merge is still whole."""
+    import gzip
+
+    from preprocess.cli import main as preprocess
+
+    files = []
+    for i in range(2):
+        f = tmp_path / f"c{i}.txt.gz"
+        f.write_bytes(gzip.compress(("\n".join(corpus_lines[i * 100:(i + 1) * 100]) + "\n").encode()))
+        files.append(str(f))
+    common = files + ["--tokenizer", str(tokenizer_dir), "-w", "0", "-q", "--valid-fraction", "0.2"]
+    assert CliRunner().invoke(preprocess, common + ["--out", str(tmp_path / "single")]).exit_code == 0
+    for k in range(5):
+        r = CliRunner().invoke(preprocess, common + ["--out", str(tmp_path / f"p{k}"), "--part", f"{k}/5"])
+        assert r.exit_code == 0, r.output
+    empty = [k for k in range(5) if Dataset(tmp_path / f"p{k}" / "train").num_tokens == 0]
+    assert len(empty) >= 3
+    for split in ("train", "valid"):
+        merged = _shards("merge", *[tmp_path / f"p{k}" / split for k in range(5)], "--out", tmp_path / f"m-{split}")
+        assert merged.exit_code == 0, merged.output
+        assert Dataset(tmp_path / f"m-{split}").fingerprint == Dataset(tmp_path / "single" / split).fingerprint

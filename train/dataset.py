@@ -108,6 +108,19 @@ def read_blocks(data: Dataset, blocks: np.ndarray, block_size: int) -> np.ndarra
     return buf
 
 
+def checked_layout(block_size: int, rank: int | None, world_size: int | None,
+                   batch_size: int | None) -> tuple[int, int]:
+    """Validate the settings every block stream shares; returns (rank, world_size)."""
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    rank, world_size = distributed_defaults(rank, world_size)
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return rank, world_size
+
+
 class BlockDataset(BlockStream):
     """Blocks of a shards dataset as `{"input_ids", "labels"}` LongTensors.
 
@@ -130,15 +143,9 @@ class BlockDataset(BlockStream):
         super().__init__()
         self.data = Dataset(path)  # ShardFormatError (a ValueError) when not a complete dataset
         self.path = Path(path)
-        if not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        self.rank, self.world_size = checked_layout(block_size, rank, world_size, batch_size)
         if block_size >= self.data.num_tokens:
             raise ValueError(f"block_size {block_size} needs more than the dataset's {self.data.num_tokens} tokens")
-        self.rank, self.world_size = distributed_defaults(rank, world_size)
-        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be positive or None, got {epochs}")
         self.block_size, self.shuffle, self.seed = block_size, shuffle, seed

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from shards.console import Progress, duration, human
+from shards.console import Progress, human
 from shards.errors import UsageError
 from train import checkpoint
 from train.config import TrainConfig

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from shards import Dataset
-from train.dataset import BlockStream, distributed_defaults, read_blocks
+from train.dataset import BlockStream, checked_layout, read_blocks
 from train.sampling import Permutation, num_blocks
 
 PERIOD = 1000  # proportions are exact over every PERIOD consecutive blocks of the global stream
@@ -70,8 +70,7 @@ class MixedBlockDataset(BlockStream):
                 raise ValueError(f"{other.path} and {first.path} were tokenized with different tokenizers "
                                  f"({other.manifest.tokenizer_sha256[:12]} vs {first.manifest.tokenizer_sha256[:12]}); "
                                  "they cannot be mixed")
-        if not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        self.rank, self.world_size = checked_layout(block_size, rank, world_size, batch_size)
         self.n_blocks = [num_blocks(d.num_tokens, block_size) for d in self.data]
         for d, n in zip(self.data, self.n_blocks):
             if n < 1:
@@ -79,11 +78,6 @@ class MixedBlockDataset(BlockStream):
         weights = list(self.n_blocks) if weights is None else list(weights)
         if len(weights) != len(self.data) or any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"weights {weights} must be {len(self.data)} non-negative numbers, not all zero")
-        self.rank, self.world_size = distributed_defaults(rank, world_size)
-        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is not in [0, world_size={self.world_size})")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if start_batch < 0:
             raise ValueError(f"start_batch must be >= 0, got {start_batch}")
         self.block_size, self.seed, self.batch_size = block_size, seed, batch_size
