@@ -11,12 +11,12 @@ and the ids do not depend on how the file was read.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit
-from preprocess.reader import _EOL, Cursor, cut_point, first_line_start, open_binary, split_long
+from preprocess.reader import EOL, Cursor, cut_point, first_line_start, open_binary, split_long
 
 BLOCK_BYTES = 1 << 20
 
@@ -51,8 +51,15 @@ def in_valid(digest: bytes, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") < fraction * 2.0**64
 
 
-def text_digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=8).digest()
+def goes_to_valid(text: Iterable[bytes], fraction: float) -> bool:
+    """The side of a document given its cleaned UTF-8 text, whole or in pieces (one rule for the
+    fast path, the line-by-line path and documents joined from piece blocks)."""
+    if not fraction:
+        return False
+    h = hashlib.blake2b(digest_size=8)
+    for part in text:
+        h.update(part)
+    return in_valid(h.digest(), fraction)
 
 
 def count_lines(data: bytes) -> int:
@@ -78,7 +85,7 @@ def _line_start_at_or_after(buf: bytearray, p: int, starts_line: bool, eof: bool
     """The first index >= p where a line starts in buf, or None when only more data can tell."""
     if p <= 0 and starts_line:
         return 0
-    m = _EOL.search(buf, max(p - 1, 0))
+    m = EOL.search(buf, max(p - 1, 0))
     if m is None or (m.group() == b"\r" and m.end() == len(buf) and not eof):
         return len(buf) if eof else None
     return m.end()
@@ -113,7 +120,7 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
                     progress(now - seen)
                     seen = now
             if in_line:  # the rest of a too-long line
-                m = _EOL.search(buf)
+                m = EOL.search(buf)
                 # A final "\r" may be half of "\r\n": the line's text is then one byte shorter.
                 pending_cr = m is not None and m.group() == b"\r" and m.end() == len(buf) and not eof
                 if m is None or pending_cr:
@@ -152,7 +159,7 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
                 base += end
             if finishing or (eof and not buf):
                 return
-            if limit is not None and len(buf) > limit and not _EOL.search(buf):
+            if limit is not None and len(buf) > limit and not EOL.search(buf):
                 # A line with no end in sight: hand out the pieces it will surely have.
                 first = True
                 while len(buf) > limit:

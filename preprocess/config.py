@@ -103,6 +103,7 @@ class PreprocessConfig:
         }
 
     def identity(self, files: list[InputFile]) -> str:
-        """Hash of everything that decides the output bytes: same hash, same dataset."""
-        data = {"settings": self.settings(), "inputs": [[f.name, f.size] for f in files]}
+        """Hash of everything that decides the output bytes, for resuming: the settings and each
+        input's name, size and modification time (an input edited since the kill starts over)."""
+        data = {"settings": self.settings(), "inputs": [[f.name, f.size, f.path.stat().st_mtime_ns] for f in files]}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import shutil
 import time
@@ -20,7 +19,7 @@ import numpy as np
 import shards
 from preprocess import tokenizer as tk
 from preprocess import worker
-from preprocess.blocks import Block, in_valid, read_blocks
+from preprocess.blocks import Block, goes_to_valid, read_blocks
 from preprocess.config import PreprocessConfig
 from preprocess.encoder import EngineSpec, choose_engine
 from preprocess.errors import InputError
@@ -289,12 +288,7 @@ class _Encoding:
     def _joined(self) -> worker.Encoded:
         """The pieces of one long document as one document; its side from the hash of all its text."""
         pieces, self.carry = self.carry, []
-        valid = False
-        if self.cfg.valid_fraction:
-            h = hashlib.blake2b(digest_size=8)
-            for p in pieces:
-                h.update(p.piece_text)
-            valid = in_valid(h.digest(), self.cfg.valid_fraction)
+        valid = goes_to_valid((p.piece_text for p in pieces), self.cfg.valid_fraction)
         total = lambda attr: np.array([sum(int(getattr(p, attr).sum()) for p in pieces)], dtype=np.int64)
         return worker.Encoded(np.concatenate([p.tokens for p in pieces]), total("lengths"),
                               np.array([valid]), total("nbytes"), total("nchars"))

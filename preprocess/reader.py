@@ -22,8 +22,8 @@ from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit
 
 _CHUNK = 1 << 20  # bytes read per step
-_EOL = re.compile(rb"\r\n|\r|\n")
-_BOM = b"\xef\xbb\xbf"
+EOL = re.compile(rb"\r\n|\r|\n")
+BOM = b"\xef\xbb\xbf"
 _FFFD = b"\xef\xbf\xbd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Where a long document may be cut: right after a sentence end, else after a space.
@@ -134,7 +134,7 @@ def first_line_start(stream: BinaryIO, start: int) -> int:
         return start + 1 if stream.read(1) == b"\n" else start
     pos = start
     while chunk := stream.read(_CHUNK):
-        m = _EOL.search(chunk)
+        m = EOL.search(chunk)
         if m is None:
             pos += len(chunk)
             continue
@@ -161,7 +161,7 @@ def read_lines(stream: BinaryIO, offset: int, stop: int | None, max_bytes: int |
         eof = not chunk
         buf += chunk
         pos = 0
-        for m in _EOL.finditer(buf, scan):
+        for m in EOL.finditer(buf, scan):
             if m.group() == b"\r" and m.end() == len(buf) and not eof:
                 break  # may be the first half of a \r\n split across reads
             if first and stop is not None and base + pos >= stop:
@@ -178,7 +178,7 @@ def read_lines(stream: BinaryIO, offset: int, stop: int | None, max_bytes: int |
                 yield from _line_pieces(bytes(buf), first, base, base + len(buf), max_bytes)
             return
         # A line with no end in sight yet: hand out the pieces it will surely have.
-        while max_bytes is not None and len(buf) > max_bytes and not _EOL.search(buf):
+        while max_bytes is not None and len(buf) > max_bytes and not EOL.search(buf):
             cut = cut_point(bytes(buf[:max_bytes]))
             yield bytes(buf[:cut]), first, False, base + cut
             del buf[:cut]
@@ -214,7 +214,7 @@ def read_unit(files: list[InputFile], units: list[Unit], index: int, *, text_key
         txt_limit = max_doc_bytes if f.fmt == "txt" else None
         for data, first, last, end in read_lines(stream, offset, unit.stop, txt_limit):
             cursor = Cursor(index, end, None if line is None else line + 1) if last else None
-            yield from _document(f, unit.file, data, first, last, offset, line, errors, text_key,
+            yield from document(f, unit.file, data, first, last, offset, line, errors, text_key,
                                  max_doc_bytes, cursor)
             offset = end
             if last and line is not None:
@@ -234,11 +234,12 @@ def _where(f: InputFile, line: int | None, offset: int) -> str:
     return f"{f.name}:{line}" if line is not None else f"{f.name} (line at byte {offset})"
 
 
-def _document(f: InputFile, file_index: int, data: bytes, first: bool, last: bool, offset: int,
-              line: int | None, errors: str, text_key: str, max_doc_bytes: int,
-              cursor: Cursor | None) -> Iterator[Piece | Skip]:
-    if offset == 0 and data.startswith(_BOM):
-        data = data[len(_BOM):]
+def document(f: InputFile, file_index: int, data: bytes, first: bool, last: bool, offset: int,
+             line: int | None, errors: str, text_key: str, max_doc_bytes: int,
+             cursor: Cursor | None) -> Iterator[Piece | Skip]:
+    """The rules for one line (or piece of one): what it yields as a document, or why not."""
+    if offset == 0 and data.startswith(BOM):
+        data = data[len(BOM):]
     nul = data.count(0)
     if nul:
         data = data.replace(b"\0", b"")

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from preprocess.errors import TokenizerError
+from shards.vocab import vocab_size
 
 SP_MODEL = "tokenizer.model"  # a SentencePiece model kept beside tokenizer.json (fast path)
 SPECIAL = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
@@ -45,7 +46,6 @@ class TokenizerInfo:
     eos_id: int | None
     eos_token: str | None
     bos_id: int | None
-    has_sentencepiece: bool
 
 
 def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
@@ -210,11 +210,8 @@ def _load_hub(name: str):
 def describe(tok_dir: Path, source: str, kind: str) -> TokenizerInfo:
     """Load the saved tokenizer back and read the facts the pipeline needs."""
     tok = load_saved(tok_dir)
-    has_sp = (tok_dir / SP_MODEL).is_file()
-    # len(tok) counts entries; a vocabulary with holes in its ids needs room for the largest id.
-    vocab_size = max(len(tok), 1 + max(tok.get_vocab().values(), default=-1))
-    return TokenizerInfo(kind=kind, source=source, vocab_size=vocab_size, eos_id=tok.eos_token_id,
-                         eos_token=tok.eos_token, bos_id=tok.bos_token_id, has_sentencepiece=has_sp)
+    return TokenizerInfo(kind=kind, source=source, vocab_size=vocab_size(tok), eos_id=tok.eos_token_id,
+                         eos_token=tok.eos_token, bos_id=tok.bos_token_id)
 
 
 def load_saved(tok_dir: Path):

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from preprocess.blocks import Block, in_valid, text_digest
+from preprocess.blocks import Block, goes_to_valid
 from preprocess.encoder import EngineSpec, make_encoder, to_array
 from preprocess.errors import TokenizerError
 from preprocess.inputs import InputFile
-from preprocess.reader import _BOM, Piece, _document, read_lines
+from preprocess.reader import BOM, Piece, document, read_lines
 
 _STATE: dict = {}
 
@@ -86,7 +86,7 @@ def _fast(block: Block, s: Settings):
     """Clean UTF-8 with \\n line ends and no line over max_doc_bytes: whole-block operations,
     one list comprehension per block. None when the block needs the line-by-line rules."""
     data = block.data
-    if b"\r" in data or b"\0" in data or (block.offset == 0 and data.startswith(_BOM)):
+    if b"\r" in data or b"\0" in data or (block.offset == 0 and data.startswith(BOM)):
         return None
     try:
         text = data.decode("utf-8")
@@ -103,8 +103,7 @@ def _fast(block: Block, s: Settings):
     keep = [i for i, line in enumerate(lines) if line and not line.isspace()]
     empty = lines.count("")
     pieces = [lines[i] for i in keep]
-    valid = [in_valid(text_digest(raw[i]), s.valid_fraction) for i in keep] if s.valid_fraction else \
-        [False] * len(keep)
+    valid = [goes_to_valid((raw[i],), s.valid_fraction) for i in keep]
     stats = {"empty": empty, "whitespace": len(lines) - len(keep) - empty}
     return pieces, [True] * len(keep), [sizes[i] for i in keep], list(map(len, pieces)), valid, stats
 
@@ -118,7 +117,7 @@ def _slow(block: Block, f: InputFile, s: Settings):
     line, offset = block.line, block.offset
     limit = s.max_doc_bytes if f.fmt == "txt" else None
     for data, first, last, end in read_lines(io.BytesIO(block.data), block.offset, None, limit):
-        for item in _document(f, block.file, data, first, last, offset, line, s.errors, s.text_key,
+        for item in document(f, block.file, data, first, last, offset, line, s.errors, s.text_key,
                               s.max_doc_bytes, None):
             for key, n in (("replaced", item.replaced), ("nul_bytes", item.nul)):
                 if n:
@@ -136,7 +135,7 @@ def _slow(block: Block, f: InputFile, s: Settings):
             if item.ends_doc:
                 nbytes.append(doc_bytes)
                 nchars.append(doc_chars)
-                valid.append(bool(s.valid_fraction) and in_valid(text_digest(b"".join(hasher_parts)), s.valid_fraction))
+                valid.append(goes_to_valid(hasher_parts, s.valid_fraction))
                 if n_pieces > 1:
                     stats["split"] = stats.get("split", 0) + 1
                 doc_bytes = doc_chars = n_pieces = 0
@@ -149,7 +148,7 @@ def _slow(block: Block, f: InputFile, s: Settings):
 
 def _piece(block: Block, f: InputFile, s: Settings) -> Encoded:
     """One piece of a line too long to tokenize whole; the main process joins the pieces."""
-    items = list(_document(f, block.file, block.data, block.first, block.last, block.offset, block.line,
+    items = list(document(f, block.file, block.data, block.first, block.last, block.offset, block.line,
                            s.errors, s.text_key, s.max_doc_bytes, None))
     piece = items[0]  # a piece is never skipped: only whole empty lines are
     stats = {k: n for k, n in (("replaced", piece.replaced), ("nul_bytes", piece.nul)) if n}

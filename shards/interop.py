@@ -15,6 +15,7 @@ import numpy as np
 from shards.errors import ShardFormatError, UsageError
 from shards.layout import TOKENIZER_DIR
 from shards.reader import Dataset
+from shards.vocab import vocab_size
 from shards.writer import DatasetWriter
 
 LLMC_MAGIC = 20240520
@@ -22,6 +23,9 @@ LLMC_VERSION = 1
 LLMC_HEADER_INTS = 256
 LLMC_HEADER_BYTES = LLMC_HEADER_INTS * 4
 _CHUNK = 16 << 20  # tokens per step: memory stays bounded for any file size
+
+
+LLMC_MAX_TOKENS = 2**31 - 1  # the header counts tokens in an int32
 
 
 def llmc_header(num_tokens: int) -> bytes:
@@ -72,6 +76,10 @@ def export(ds: Dataset, fmt: str, out: Path, name: str, progress: Callable[[int]
                 if progress:
                     progress(len(chunk))
         return [path]
+    big = next((e for e in ds.manifest.shards if e.num_tokens > LLMC_MAX_TOKENS), None)
+    if big is not None:
+        raise UsageError(f"{ds.path / big.file}: {big.num_tokens:,} tokens, but an llm.c header counts at most "
+                         f"{LLMC_MAX_TOKENS:,}; preprocess with a smaller --shard-tokens")
     for i, entry in enumerate(ds.manifest.shards):
         path = out / f"{name}_{i:06d}.bin"
         start, stop = int(ds.starts[i]), int(ds.starts[i + 1])
@@ -114,9 +122,11 @@ def import_tokens(paths: list[Path], fmt: str, tokenizer_dir: Path, out: Path, *
                   eos_token: str | None, progress: Callable[[int], None] | None = None):
     """Build a dataset directory from token files and a tokenizer directory.
 
-    Document boundaries are not stored in these formats: each EOS ends a document (what
-    llm.c's and nanoGPT's preparation scripts write), and the tokens after the last EOS of
-    all files form the last document.
+    These formats store no document boundaries: each EOS ends a document here, as nanoGPT's
+    prepare.py writes them (EOS after each document). Data with EOS before each document
+    (llm.c's fineweb.py) gets its boundaries shifted by one token; the token stream, and so the
+    fingerprint, is the same either way. Tokens after the last EOS form the last document, and
+    a stretch without EOS is cut every 16M tokens, so memory stays bounded.
     """
     from transformers import AutoTokenizer  # lazy: only import needs the tokenizer's vocabulary
 
@@ -124,8 +134,11 @@ def import_tokens(paths: list[Path], fmt: str, tokenizer_dir: Path, out: Path, *
     if not (tokenizer_dir / "tokenizer_config.json").exists() and not (tokenizer_dir / "tokenizer.json").exists():
         raise UsageError(f"--tokenizer {tokenizer_dir}: not a tokenizer directory (e.g. DIR/tokenizer of a dataset, "
                          "or `preprocess --tokenizer-only`)")
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    vocab = len(tok)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"--tokenizer {tokenizer_dir}: transformers cannot load it ({str(e).splitlines()[0]})") from None
+    vocab = vocab_size(tok)
     eos = tok.eos_token_id if eos_token is None else tok.get_vocab().get(eos_token)
     if eos_token is not None and eos is None:
         raise UsageError(f"--eos-token {eos_token!r} is not a token of {tokenizer_dir}")
@@ -143,6 +156,9 @@ def import_tokens(paths: list[Path], fmt: str, tokenizer_dir: Path, out: Path, *
             if len(ends):
                 writer.add(chunk[:ends[-1]], np.diff(np.concatenate(([0], ends))))
             carry = chunk[ends[-1]:] if len(ends) else chunk
+            if len(carry) >= _CHUNK:  # no EOS for a long stretch: end a document here
+                writer.add(carry, [len(carry)])
+                carry = carry[:0]
             if progress:
                 progress(min(_CHUNK, count - a))
         del data

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from shards.errors import IncompleteDatasetError, ShardFormatError
-from shards.layout import FORMAT_NAME, FORMAT_VERSION, MANIFEST, dtype_from_name
+from shards.layout import FORMAT_NAME, FORMAT_VERSION, MANIFEST, TOKENIZER_DIR, dtype_from_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,11 @@ class Manifest:
     fingerprint: str
     stream_sha256: str
     tokenizer_sha256: str
+
+    @property
+    def tokenizer_dir(self) -> str:
+        """The tokenizer's directory, relative to the dataset directory."""
+        return self.raw["tokenizer"].get("dir", TOKENIZER_DIR)
 
 
 _REQUIRED = ("format", "format_version", "dtype", "vocab_size", "shards", "num_tokens",
@@ -107,6 +112,15 @@ def parse_manifest(raw: Any, where: Path | str) -> Manifest:
     if sum(s.num_documents for s in shards) != m.num_documents:
         raise ShardFormatError(f"{where}: shard document counts do not add up to num_documents")
     return m
+
+
+def tokenizer_mismatch(manifests: list[tuple[Path, Manifest]]) -> tuple[Path, Path] | None:
+    """The first (other, first) pair of datasets tokenized differently, or None when all agree."""
+    first_path, first = manifests[0]
+    for path, m in manifests[1:]:
+        if m.tokenizer_sha256 != first.tokenizer_sha256:
+            return path, first_path
+    return None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

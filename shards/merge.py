@@ -15,7 +15,8 @@ from pathlib import Path
 
 from shards.errors import ShardFormatError, UsageError
 from shards.layout import TOKENIZER_DIR, index_name, read_npy_header, shard_name
-from shards.manifest import Manifest, ShardEntry, load_manifest, parse_manifest, write_json_atomic
+from shards.manifest import (Manifest, ShardEntry, load_manifest, parse_manifest, tokenizer_mismatch,
+                             write_json_atomic)
 from shards.writer import build_manifest
 
 _CHUNK = 8 << 20
@@ -37,9 +38,9 @@ def order_parts(paths: list[Path]) -> list[tuple[Path, Manifest]]:
     """
     items = [(p, load_manifest(p)) for p in paths]
     first = items[0][1]
+    if clash := tokenizer_mismatch(items):
+        raise UsageError(f"{clash[0]} and {clash[1]} were tokenized with different tokenizers; they cannot be merged")
     for p, m in items[1:]:
-        if m.tokenizer_sha256 != first.tokenizer_sha256:
-            raise UsageError(f"{p} and {items[0][0]} were tokenized with different tokenizers; they cannot be merged")
         if (m.dtype, m.vocab_size, m.eos_id, m.eos_separates_documents) != \
                 (first.dtype, first.vocab_size, first.eos_id, first.eos_separates_documents):
             raise UsageError(f"{p} and {items[0][0]} differ in dtype, vocabulary or EOS settings")
@@ -77,7 +78,7 @@ def merge(paths: list[Path], out: Path, progress: Callable[[int], None] | None =
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out}: not empty; choose a new directory")
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(items[0][0] / items[0][1].raw["tokenizer"].get("dir", TOKENIZER_DIR), out / TOKENIZER_DIR)
+    shutil.copytree(items[0][0] / items[0][1].tokenizer_dir, out / TOKENIZER_DIR)
     stream = hashlib.sha256()
     shards: list[ShardEntry] = []
     copied = 0

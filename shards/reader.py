@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shards.errors import ShardFormatError
-from shards.layout import INDEX_DTYPE, TOKENIZER_DIR, read_npy_header
+from shards.layout import INDEX_DTYPE, read_npy_header
 from shards.manifest import Manifest, load_manifest
 
 
@@ -86,7 +86,7 @@ class Dataset:
 
     @property
     def tokenizer_dir(self) -> Path:
-        return self.path / self.manifest.raw["tokenizer"].get("dir", TOKENIZER_DIR)
+        return self.path / self.manifest.tokenizer_dir
 
     def __len__(self) -> int:
         return self.num_tokens

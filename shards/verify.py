@@ -41,7 +41,7 @@ def verify(path: Path, progress: Callable[[int], None] | None = None) -> list[Pr
             stream_ok = False
         problems += shard_problems
         problems += _check_index(path / entry.index_file, entry)
-    tok_dir = path / m.raw["tokenizer"].get("dir", "tokenizer")
+    tok_dir = path / m.tokenizer_dir
     try:
         tok_hash = tokenizer_sha256(tok_dir)
     except FileNotFoundError:

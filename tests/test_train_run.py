@@ -158,3 +158,15 @@ def test_loss_curve_and_tensorboard_when_installed(train_valid, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_resume_between_log_steps_logs_the_same_averages(train_valid, tmp_path):
+    """Logged losses average the steps since the last log; a stop between logs keeps that window."""
+    common = ["--max-steps", "12", "--log-every", "4", "--checkpoint-every", "100"]
+    assert _train(*train_args(train_valid, tmp_path / "a"), *common).exit_code == 0
+    assert _train(*train_args(train_valid, tmp_path / "b"), *common, "--stop-at", "6").exit_code == 0
+    assert sorted(_losses(tmp_path / "b")) == [4]  # nothing logged for the unfinished window 5-6
+    resumed = _train("--out", str(tmp_path / "b"), "--resume", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert sorted(_losses(tmp_path / "a")) == [4, 8, 12]
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")

@@ -98,7 +98,12 @@ def build_config(config_file: Path | None, flags: dict):
     resume = flags.get("resume") or settings.get("resume")
     saved_path = Path(out) / "config.json" if out else None
     if resume and saved_path is not None and saved_path.is_file():
-        saved = normalize(json.loads(saved_path.read_text(encoding="utf-8")), str(saved_path))
+        try:
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"{saved_path}: not valid JSON ({e}); the run's settings are lost: start a new "
+                             "--out, or restore config.json from a checkpoint's meta.json") from None
+        saved = normalize(saved, str(saved_path))
         saved = {k: v for k, v in saved.items() if k not in PER_INVOCATION}
         cfg = resolve({**saved, **settings}, flags)
         before = resolve(saved, {})

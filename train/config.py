@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -156,7 +155,3 @@ def resolve(file_settings: dict[str, Any], flags: dict[str, Any]) -> TrainConfig
         return TrainConfig(**merged)
     except TypeError as e:
         raise UsageError(f"bad settings: {e}") from None
-
-
-def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    return dataclasses.replace(cfg, **changes)

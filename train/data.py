@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shards import Dataset
+from shards.manifest import tokenizer_mismatch
 from shards.errors import ShardFormatError, UsageError
 from train.config import TrainConfig
 from train.dataset import BlockDataset
@@ -34,12 +35,12 @@ def open_data(cfg: TrainConfig) -> RunData:
     """Open every dataset (refusing incomplete ones) and check they share one tokenizer."""
     train = [Dataset(p) for p in cfg.data]
     valid = Dataset(cfg.valid) if cfg.valid else None
-    first = train[0]
-    for other in train[1:] + ([valid] if valid is not None else []):
-        if other.manifest.tokenizer_sha256 != first.manifest.tokenizer_sha256:
-            flag = "--valid" if other is valid else "--data"
-            raise UsageError(f"{flag} {_describe(other)} was tokenized differently from --data {_describe(first)}; "
-                             "preprocess both with the same --tokenizer")
+    everyone = train + ([valid] if valid is not None else [])
+    if clash := tokenizer_mismatch([(d.path, d.manifest) for d in everyone]):
+        other = next(d for d in everyone if d.path == clash[0])
+        flag = "--valid" if other is valid else "--data"
+        raise UsageError(f"{flag} {_describe(other)} was tokenized differently from --data {_describe(train[0])}; "
+                         "preprocess both with the same --tokenizer")
     return RunData(train, valid)
 
 

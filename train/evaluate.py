@@ -31,7 +31,6 @@ class EvalSet:
         blocks = (np.arange(k, dtype=np.int64) * ds.n_blocks) // k  # evenly spread, deterministic
         self.total = k
         self.tokens = ds.read_blocks(blocks[rt.rank::rt.world_size])  # (k / R, B + 1) int64
-        self.fingerprint = ds.data.fingerprint
 
 
 @torch.no_grad()

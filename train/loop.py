@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from shards.console import Progress, human
 from shards.errors import UsageError
+from shards.manifest import write_json_atomic
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import RunData, open_data, train_stream
@@ -76,8 +77,12 @@ def _train(cfg: TrainConfig, rt: Runtime, quiet: bool, source: Iterator | None) 
     scheduler = make_scheduler(optimizer, warmup=cfg.warmup, max_steps=cfg.max_steps, min_ratio=cfg.min_lr_ratio)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
     step, tokens_seen, batches_done = 0, 0, 0
+    # Losses since the last log line, (sum, steps): training state, saved with checkpoints so a
+    # resumed run logs the very averages an uninterrupted one does.
+    loss_window = (0.0, 0)
     if resume_from is not None:
-        step, tokens_seen, batches_done = _restore(resume_from, cfg, rt, data, model, optimizer, scheduler, scaler)
+        step, tokens_seen, batches_done, loss_window = _restore(resume_from, cfg, rt, data, model, optimizer,
+                                                                scheduler, scaler)
         say(f"resumed from {resume_from} (step {step}, {tokens_seen:,} tokens seen)")
     stop_step = cfg.stop_at or cfg.max_steps
     if step >= cfg.max_steps:
@@ -104,7 +109,7 @@ def _train(cfg: TrainConfig, rt: Runtime, quiet: bool, source: Iterator | None) 
 
     if rt.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG).write_text(json.dumps(cfg.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(run_dir / CONFIG, cfg.to_json())
     metrics = Metrics(run_dir, rt.main, keep_until=step if resume_from is not None else None)
     n_params = sum(p.numel() for p in raw_model.parameters())
     fpt = flops_per_token(n_params, raw_model.config.n_layer, raw_model.config.n_embd, block_size)
@@ -123,8 +128,9 @@ def _train(cfg: TrainConfig, rt: Runtime, quiet: bool, source: Iterator | None) 
     stop = StopSignal(say if rt.main else (lambda *a: None))
     bar = Progress(cfg.max_steps, " steps", label="train", enabled=False if (quiet or not rt.main) else None)
     bar.done = step
-    window = {"t": time.perf_counter(), "wait": 0.0, "tokens": 0, "steps": 0}
-    loss_acc = torch.zeros((), device=rt.device)
+    window = {"t": time.perf_counter(), "wait": 0.0, "tokens": 0}  # throughput since the last log
+    loss_acc = torch.tensor(loss_window[0], dtype=torch.float32, device=rt.device)
+    loss_steps = loss_window[1]
     if rt.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(rt.device)
     model.train()
@@ -157,25 +163,26 @@ def _train(cfg: TrainConfig, rt: Runtime, quiet: bool, source: Iterator | None) 
             batches_done += cfg.grad_accum
             tokens_seen += tokens_per_step
             window["tokens"] += tokens_per_step
-            window["steps"] += 1
+            loss_steps += 1
             bar.advance(1)
 
             # -- logging, evaluation, checkpoints ----------------------------------------------------
-            if step % cfg.log_every == 0 or step == stop_step:
-                record = _log_record(step, loss_acc, window, grad_norm, scheduler, rt, fpt, peak)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                record = _log_record(step, loss_acc / loss_steps, window, grad_norm, scheduler, rt, fpt, peak)
                 loss_acc.zero_()
+                loss_steps = 0
                 metrics.log(record)
                 bar.note(f"loss {record['loss']:.3f}  {human(record['tokens_per_s'])} tok/s")
                 _print_line(bar, say, record)
-                window = {"t": time.perf_counter(), "wait": 0.0, "tokens": 0, "steps": 0}
+                window = {"t": time.perf_counter(), "wait": 0.0, "tokens": 0}
             if evalset is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
                 eval_loss, ppl = evaluate(model, evalset, cfg.batch_size, rt)
                 metrics.log({"step": step, "eval_loss": eval_loss, "eval_ppl": ppl})
                 _print_line(bar, say, {"step": step, "eval_loss": eval_loss, "eval_ppl": ppl})
             stopping = agree(stop.requested, rt) or step == stop_step
             if step % cfg.checkpoint_every == 0 or stopping:
-                path = _save(run_dir, step, tokens_seen, batches_done, cfg, rt, data, raw_model, optimizer,
-                             scheduler, scaler)
+                path = _save(run_dir, step, tokens_seen, batches_done, (loss_acc.item(), loss_steps), cfg, rt, data,
+                             raw_model, optimizer, scheduler, scaler)
                 if step % cfg.checkpoint_every != 0:
                     _print_line(bar, say, {"step": step, "checkpoint": str(path)})
             if stopping and step < cfg.max_steps:
@@ -203,7 +210,7 @@ def _resume_point(cfg: TrainConfig, run_dir: Path) -> Path | None:
     return latest if cfg.resume else None
 
 
-def _restore(path, cfg, rt, data: RunData, model, optimizer, scheduler, scaler) -> tuple[int, int, int]:
+def _restore(path, cfg, rt, data: RunData, model, optimizer, scheduler, scaler) -> tuple[int, int, int, tuple]:
     state, meta = checkpoint.load(path)
     if meta["world_size"] != rt.world_size:
         raise UsageError(f"{path} was written by {meta['world_size']} processes, this run has {rt.world_size}; "
@@ -215,21 +222,23 @@ def _restore(path, cfg, rt, data: RunData, model, optimizer, scheduler, scaler) 
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
-    rngs = state["rng"]
-    set_rng_state(rngs[rt.rank])
-    return meta["step"], meta["tokens_seen"], meta["data"]["batches"]
+    mine = state["ranks"][rt.rank]
+    set_rng_state(mine["rng"])
+    return meta["step"], meta["tokens_seen"], meta["data"]["batches"], tuple(mine["loss_window"])
 
 
-def _save(run_dir, step, tokens_seen, batches_done, cfg, rt, data, model, optimizer, scheduler, scaler) -> Path | None:
-    rngs = [None] * rt.world_size
+def _save(run_dir, step, tokens_seen, batches_done, loss_window, cfg, rt, data, model, optimizer, scheduler,
+          scaler) -> Path | None:
+    mine = {"rng": rng_state(), "loss_window": list(loss_window)}  # what differs between ranks
+    ranks = [None] * rt.world_size
     if rt.distributed:
-        torch.distributed.all_gather_object(rngs, rng_state())
+        torch.distributed.all_gather_object(ranks, mine)
     else:
-        rngs = [rng_state()]
+        ranks = [mine]
     path = None
     if rt.main:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rngs}
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "ranks": ranks}
         meta = {"step": step, "tokens_seen": tokens_seen, "data": {"batches": batches_done},
                 "fingerprints": data.fingerprints, "world_size": rt.world_size, "config": cfg.to_json(),
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -239,8 +248,7 @@ def _save(run_dir, step, tokens_seen, batches_done, cfg, rt, data, model, optimi
     return path
 
 
-def _log_record(step, loss_acc, window, grad_norm, scheduler, rt, fpt, peak) -> dict[str, Any]:
-    loss = loss_acc / max(window["steps"], 1)
+def _log_record(step, loss, window, grad_norm, scheduler, rt, fpt, peak) -> dict[str, Any]:
     if rt.distributed:
         torch.distributed.all_reduce(loss)
         loss = loss / rt.world_size
@@ -301,9 +309,8 @@ def _sample(final: Path, model, cfg: TrainConfig, vocab: Vocab, rt: Runtime) -> 
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(final))
-    if cfg.sample_prompt:
-        prompt = tok.encode(cfg.sample_prompt, add_special_tokens=False)
-    else:  # a document start: what follows an EOS
+    prompt = tok.encode(cfg.sample_prompt, add_special_tokens=False) if cfg.sample_prompt else []
+    if not prompt:  # a document start: what follows an EOS
         prompt = [vocab.eos_id if vocab.eos_id is not None else (vocab.bos_id or 0)]
     model.eval()
     torch.manual_seed(cfg.seed)

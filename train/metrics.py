@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,24 +11,28 @@ import torch
 
 METRICS = "metrics.jsonl"
 
-# Dense bf16/fp16 tensor-core peaks (FLOP/s) of the GPUs whose numbers are published;
-# matched by name, most specific first. An unknown GPU gets no MFU rather than a guess.
+# Dense bf16/fp16 tensor-core peaks (FLOP/s) of the GPUs whose numbers are published, matched
+# as whole words of the device name, most specific first ("A100" is not "RTX A1000", "L4" not
+# "L40"). An unknown GPU gets no MFU rather than a guess.
 PEAK_FLOPS = (
-    ("H200", 989.4e12),
-    ("H100 PCIe", 756.0e12),
-    ("H100 NVL", 835.0e12),
-    ("H100", 989.4e12),
-    ("A100", 312.0e12),
-    ("L40S", 362.1e12),
-    ("L4", 121.0e12),
+    (r"\bH200\b", 989.4e12),
+    (r"\bH100\b.*\bPCIe\b", 756.0e12),
+    (r"\bH100\b.*\bNVL\b", 835.0e12),
+    (r"\bH100\b", 989.4e12),
+    (r"\bA100\b", 312.0e12),
+    (r"\bL40S\b", 362.1e12),
+    (r"\bL4\b", 121.0e12),
 )
 
 
 def peak_flops(device: torch.device, amp: torch.dtype | None) -> float | None:
     if device.type != "cuda" or amp is None:
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_FLOPS if key in name), None)
+    return peak_for_name(torch.cuda.get_device_name(device))
+
+
+def peak_for_name(name: str) -> float | None:
+    return next((peak for pattern, peak in PEAK_FLOPS if re.search(pattern, name)), None)
 
 
 def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -> float:
@@ -46,9 +51,8 @@ class Metrics:
             return
         # Resuming from step s: the records after s belong to the interrupted attempt.
         if keep_until is not None and self.path.exists():
-            lines = [l for l in self.path.read_text(encoding="utf-8").splitlines()
-                     if l.strip() and json.loads(l).get("step", 0) <= keep_until]
-            self.path.write_text("".join(l + "\n" for l in lines), encoding="utf-8")
+            kept = [r for r in read(self.path) if r.get("step", 0) <= keep_until]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         elif keep_until is None:
             self.path.write_text("", encoding="utf-8")
         try:
@@ -78,7 +82,14 @@ class Metrics:
 
 
 def read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+    """The records of a metrics.jsonl; a line cut short by a crash is skipped."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 def plot(metrics: Path, out: Path) -> Path | None:

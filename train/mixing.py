@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from shards import Dataset
+from shards.manifest import tokenizer_mismatch
 from train.dataset import BlockStream, checked_layout, read_blocks
 from train.sampling import Permutation, num_blocks
 
@@ -64,12 +65,9 @@ class MixedBlockDataset(BlockStream):
         if len(paths) < 1:
             raise ValueError("give at least one dataset")
         self.data = [Dataset(p) for p in paths]
-        first = self.data[0]
-        for other in self.data[1:]:
-            if other.manifest.tokenizer_sha256 != first.manifest.tokenizer_sha256:
-                raise ValueError(f"{other.path} and {first.path} were tokenized with different tokenizers "
-                                 f"({other.manifest.tokenizer_sha256[:12]} vs {first.manifest.tokenizer_sha256[:12]}); "
-                                 "they cannot be mixed")
+        if clash := tokenizer_mismatch([(d.path, d.manifest) for d in self.data]):
+            raise ValueError(f"{clash[0]} and {clash[1]} were tokenized with different tokenizers; "
+                             "they cannot be mixed")
         self.rank, self.world_size = checked_layout(block_size, rank, world_size, batch_size)
         self.n_blocks = [num_blocks(d.num_tokens, block_size) for d in self.data]
         for d, n in zip(self.data, self.n_blocks):

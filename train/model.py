@@ -80,15 +80,18 @@ def load_pretrained(path: str, vocab: Vocab, *, dropout: float, tokenizer_dir: P
     if config.vocab_size < vocab.size:
         raise UsageError(f"--init-from {path}: its vocabulary has {config.vocab_size} tokens, the dataset's "
                          f"tokenizer {vocab.size}; they must be the same tokenizer")
-    check_tokenizer_match(p, path, tokenizer_dir)
+    if not check_tokenizer_match(p, path, tokenizer_dir) and config.vocab_size != vocab.size:
+        raise UsageError(f"--init-from {path}: its vocabulary has {config.vocab_size} tokens, the dataset's "
+                         f"tokenizer {vocab.size}, and it holds no tokenizer to compare; it must be the same tokenizer")
     config.update({"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout, "use_cache": False})
     return GPT2LMHeadModel.from_pretrained(str(p), config=config, attn_implementation="sdpa")
 
 
-def check_tokenizer_match(model_dir: Path, shown: str, tokenizer_dir: Path) -> None:
-    """Refuse a model whose saved tokenizer differs from the dataset's (token by token)."""
+def check_tokenizer_match(model_dir: Path, shown: str, tokenizer_dir: Path) -> bool:
+    """Refuse a model whose saved tokenizer differs from the dataset's (token by token).
+    False when the model directory holds no tokenizer to compare."""
     if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
-        return
+        return False
     from transformers import AutoTokenizer
 
     theirs = AutoTokenizer.from_pretrained(str(model_dir)).get_vocab()
@@ -96,6 +99,7 @@ def check_tokenizer_match(model_dir: Path, shown: str, tokenizer_dir: Path) -> N
     if theirs != ours:
         raise UsageError(f"--init-from {shown}: its tokenizer's vocabulary differs from the dataset's tokenizer "
                          f"({len(theirs)} vs {len(ours)} tokens); preprocess the data with --tokenizer {shown}")
+    return True
 
 
 def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

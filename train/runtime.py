@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ class Runtime:
     world_size: int
     local_rank: int
     amp_dtype: torch.dtype | None  # None: full fp32
+    control: object | None = None  # a gloo group for small CPU messages between ranks
 
     @property
     def distributed(self) -> bool:
@@ -54,10 +54,14 @@ def setup(device: str, precision: str) -> Runtime:
         torch.backends.cudnn.allow_tf32 = True
     else:
         dev = torch.device("cpu")
-    if world_size > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo",
-                                             device_id=dev if dev.type == "cuda" else None)
-    return Runtime(dev, rank, world_size, local_rank, _amp_dtype(precision, dev))
+    control = None
+    if world_size > 1:
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo",
+                                                 device_id=dev if dev.type == "cuda" else None)
+        # Asking every step whether to stop must not wait for the GPU: a CPU-side group answers.
+        control = torch.distributed.new_group(backend="gloo")
+    return Runtime(dev, rank, world_size, local_rank, _amp_dtype(precision, dev), control)
 
 
 def _amp_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
@@ -135,12 +139,6 @@ def agree(flag: bool, rt: Runtime) -> bool:
     """True on every rank when any rank says True (so all ranks stop at the same step)."""
     if not rt.distributed:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=rt.device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    t = torch.tensor([1.0 if flag else 0.0])  # on the CPU, through the gloo group: no GPU sync
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=rt.control)
     return bool(t.item())
-
-
-def print0(rt: Runtime, *args) -> None:
-    if rt.main:
-        print(*args, flush=True)
-        sys.stdout.flush()
