@@ -39,7 +39,8 @@ def corpus(path: Path, megabytes: float) -> int:
 
 
 def raw_rate(text: Path, tok_dir: Path) -> tuple[float, int]:
-    """(tokens/s, tokens) of SentencePiece alone, one thread, batches of ~256 KiB of text."""
+    """(tokens/s, tokens) of SentencePiece alone, one thread, in batches of lines as large as the
+    pipeline's largest blocks."""
     import sentencepiece as spm
 
     from preprocess.pipeline import BATCH_BYTES

@@ -30,7 +30,8 @@ def info(directory: Path, as_json: bool) -> None:
     """Summarize a dataset: fingerprint, tokens, documents, shards, dtype, tokenizer, settings.
 
     Two teams hold the same data and tokenizer exactly when their fingerprints are equal.
-    Reads only the manifest and file headers, so it is instant on any size.
+    Reads the manifest and checks the files' sizes and headers, no token data: instant on any
+    size. `shards verify` checks every byte.
     """
     from shards.reader import Dataset
 
