@@ -9,8 +9,8 @@ In one run on one machine:
              encoding in worker processes, ordered shard writing, hashing)
 Rates use the encoding phase (first batch to last shard written); whole-command times, which
 add start-up (imports, the tokenizer check, spawning workers), are printed beside them.
-Memory: peak RSS of the whole process tree of a `preprocess` subprocess on a corpus of 1x
-and 10x the size.
+Memory: peak memory (PSS) of the whole process tree of a `preprocess` subprocess on a corpus
+of 1x and 10x the size.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CORPUS, machine, make_tokenizer, mb, rate, rss, tree
+from benchmarks.common import CORPUS, machine, make_tokenizer, mb, private, rate, tree
 
 
 def corpus(path: Path, megabytes: float) -> int:
@@ -76,20 +76,26 @@ def pipeline_rate(text: Path, tok_dir: Path, out: Path, workers: int) -> tuple[f
 
 
 def peak_memory(text: Path, tok_dir: Path, out: Path, workers: int) -> tuple[int, int]:
-    """(peak total RSS of the process tree, peak RSS of its largest process) in bytes."""
+    """(peak total PSS of the process tree, peak RSS of its largest process) in bytes.
+
+    PSS splits shared pages between the processes sharing them, so a child caught between fork
+    and exec (a copy of its parent for a moment) is not counted twice, as summed RSS would.
+    """
     cmd = [sys.executable, "-m", "preprocess", str(text), "--tokenizer", str(tok_dir), "--out", str(out),
            "--workers", str(workers), "-q", "--overwrite"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(cmd, env=env)
     total = largest = 0
     while proc.poll() is None:
-        sizes = []
+        pss, sizes = [], []
         for pid in tree(proc.pid):
             try:
-                sizes.append(rss(pid)["VmRSS"])
+                mem = private(pid)
+                pss.append(mem["pss"])
+                sizes.append(mem["rss"])
             except (OSError, KeyError):
                 pass
-        total, largest = max(total, sum(sizes)), max([largest, *sizes])
+        total, largest = max(total, sum(pss)), max([largest, *sizes])
         time.sleep(0.05)
     if proc.returncode:
         raise SystemExit(f"preprocess failed: {proc.returncode}")
@@ -125,7 +131,8 @@ def main() -> None:
             t = root / f"mem{factor}.txt"
             s = corpus(t, args.memory_mb * factor)
             total, largest = peak_memory(t, tok, root / f"mem{factor}", args.workers)
-            print(f"  {s / 1e6:6.0f} MB corpus: peak RSS of all processes {mb(total)}, largest process {mb(largest)}")
+            print(f"  {s / 1e6:6.0f} MB corpus: peak memory of all processes (PSS) {mb(total)}, "
+                  f"largest process (RSS) {mb(largest)}")
             t.unlink()
 
 
