@@ -43,7 +43,7 @@ def raw_rate(text: Path, tok_dir: Path) -> tuple[float, int]:
     pipeline's largest blocks."""
     import sentencepiece as spm
 
-    from preprocess.pipeline import BATCH_BYTES
+    from preprocess.encoding import BATCH_BYTES
 
     sp = spm.SentencePieceProcessor(model_file=str(tok_dir / "tokenizer.model"))
     lines = text.read_text(encoding="utf-8").splitlines()

@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import shutil
 import time
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 import shards
 from preprocess import tokenizer as tk
-from preprocess import worker
-from preprocess.blocks import Block, goes_to_valid, read_blocks
 from preprocess.config import PreprocessConfig
 from preprocess.encoder import EngineSpec, choose_engine
+from preprocess.encoding import Encoding
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit, discover, plan_part, plan_sample
 from preprocess.journal import Journal, prepare, refuse_inputs_inside
-from preprocess.reader import Cursor, Piece, read_unit
+from preprocess.reader import Piece, read_unit
 from shards import DatasetWriter, Manifest
-from shards.console import Progress, duration, human
+from shards.console import duration, human
 
-# Bytes of text per worker task, at most. Large blocks amortize the main process's cost per
-# task (1 MiB ran 1.4x faster than 64 KiB on 2 cores); much larger ones slow the workers down
-# (their id lists outgrow the caches), and every worker needs several blocks.
-BATCH_BYTES = 1 << 20
 SKIP_REASONS = ("empty", "whitespace", "bad_json", "no_text", "no_tokens")
 
 
@@ -77,7 +68,7 @@ def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
     resumed = state["cursor"] is not None
     if resumed and not cfg.quiet:
         say(f"resuming the interrupted run in {cfg.out} ({writers[next(iter(writers))].num_tokens:,} tokens kept)")
-    run_state = _Encoding(cfg, files, units, writers, state, journal,
+    run_state = Encoding(cfg, files, units, writers, state, journal,
                           EngineSpec(state["engine"], str(tok_dir)), info)
     run_state.encode_all()
     manifests = _finish(cfg, files, units, writers, state, info)
@@ -179,158 +170,6 @@ def _pieces(files: list[InputFile], units: list[Unit], cfg: PreprocessConfig) ->
                               max_doc_bytes=cfg.max_doc_bytes):
             if isinstance(item, Piece):
                 yield item
-
-
-class _InProcess:
-    """The executor interface for --workers 0: encode in this process (debugging, tiny inputs)."""
-
-    class _Done:
-        def __init__(self, value):
-            self.value = value
-
-        def result(self):
-            return self.value
-
-    def __init__(self, initargs):
-        worker.init(*initargs, in_worker=False)
-
-    def submit(self, fn, *args):
-        return self._Done(fn(*args))
-
-    def shutdown(self, wait=True, cancel_futures=False):
-        pass
-
-
-class _Encoding:
-    """The ordered, bounded pipeline: cut blocks -> workers -> put back in order -> write.
-
-    The main process only cuts the input into blocks of whole lines and writes what comes
-    back, in input order; with `window` blocks in flight the workers never wait and memory
-    stays bounded. A document longer than --max-doc-bytes arrives as several piece blocks,
-    joined here (`carry`). Progress becomes durable (`_checkpoint`) only between documents.
-    """
-
-    def __init__(self, cfg, files, units, writers, state, journal, spec, info):
-        self.cfg, self.files, self.units, self.writers = cfg, files, units, writers
-        self.state, self.journal, self.spec, self.info = state, journal, spec, info
-        self.carry: list = []  # Encoded pieces of a document whose last piece is still to come
-        self.last_save = time.monotonic()
-        # Steady-state throughput: counted from the first block written, so worker start-up
-        # (imports, loading the tokenizer) is left out. [t_first, t_last, tokens after the first]
-        self.clock: list[float] = []
-        self.dtype = shards.dtype_for_vocab(info.vocab_size)
-        total = sum(_unit_bytes(files[u.file], u) for u in units)
-        self.bar = Progress(total, "B", label="preprocess", enabled=False if cfg.quiet else None)
-
-    def encode_all(self) -> None:
-        cfg = self.cfg
-        settings = worker.Settings(self.files, cfg.text_key, cfg.errors, cfg.max_doc_bytes, self.state["eos_id"],
-                                   self.dtype.str, self.info.vocab_size, cfg.valid_fraction)
-        initargs = (self.spec, settings)
-        if cfg.workers == 0:
-            pool = _InProcess(initargs)
-        else:
-            # An executor, not multiprocessing.Pool: a worker killed (say by the OOM killer)
-            # breaks it with an error, where a Pool would wait for that task forever.
-            pool = ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=worker.init, initargs=initargs)
-        window = 2 * max(cfg.workers, 1) + 2  # blocks in flight: workers never idle, memory bounded
-        pending: deque = deque()
-        try:
-            for block in self._blocks():
-                pending.append((block, pool.submit(worker.process, block)))
-                while len(pending) >= window:
-                    self._write(*pending.popleft())
-            while pending:
-                self._write(*pending.popleft())
-        except BrokenProcessPool:
-            raise InputError("a tokenizer worker process died (out of memory? killed?); run the same command "
-                             "again to resume, with fewer --workers if memory is short") from None
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-            self.bar.close()
-        self._checkpoint(force=True)
-
-    def _blocks(self) -> Iterator[Block]:
-        cursor = self.state["cursor"]
-        start = Cursor(**cursor) if cursor else None
-        first = start.unit if start else 0
-        # About 8 blocks per worker on small inputs, so all of them get work; the output never
-        # depends on the block size (blocks only group whole lines).
-        size = min(BATCH_BYTES, max(64 << 10, self.bar.total // (8 * max(self.cfg.workers, 1))))
-        for i in range(first, len(self.units)):
-            yield from read_blocks(self.files, self.units, i, max_doc_bytes=self.cfg.max_doc_bytes,
-                                   block_bytes=size, resume=start if i == first else None,
-                                   progress=self.bar.advance)
-
-    def rate(self) -> float:
-        if len(self.clock) < 3 or self.clock[1] <= self.clock[0]:
-            return 0.0
-        return self.clock[2] / (self.clock[1] - self.clock[0])
-
-    def _write(self, block: Block, result) -> None:
-        out = result.result()
-        now = time.monotonic()
-        self.clock = [self.clock[0], now, self.clock[2] + len(out.tokens)] if self.clock else [now, now, 0]
-        for key, n in out.stats.items():
-            self._count(block.file, key, n)
-        if block.whole:
-            self._add(out, block.file)
-        else:
-            self.carry.append(out)
-            if block.last:
-                self._add(self._joined(), block.file)
-                self._count(block.file, "split")
-        if block.whole or block.last:
-            self.state["cursor"] = block.cursor().to_json()
-            self._checkpoint()
-
-    def _joined(self) -> worker.Encoded:
-        """The pieces of one long document as one document; its side from the hash of all its text."""
-        pieces, self.carry = self.carry, []
-        valid = goes_to_valid((p.piece_text for p in pieces), self.cfg.valid_fraction)
-        total = lambda attr: np.array([sum(int(getattr(p, attr).sum()) for p in pieces)], dtype=np.int64)
-        return worker.Encoded(np.concatenate([p.tokens for p in pieces]), total("lengths"),
-                              np.array([valid]), total("nbytes"), total("nchars"))
-
-    def _add(self, out: worker.Encoded, file: int) -> None:
-        lengths, tokens = out.lengths, out.tokens
-        empty = lengths == 0  # e.g. text the tokenizer maps to nothing, with --no-eos
-        self._count(file, "documents", int((~empty).sum()))
-        if empty.any():
-            self._count(file, "no_tokens", int(empty.sum()))
-        keep_docs = {"train": ~empty & ~out.valid, "valid": ~empty & out.valid} if "valid" in self.writers \
-            else {"dataset": ~empty}
-        splits = self.state.setdefault("splits", {})
-        for name, keep in keep_docs.items():
-            if keep.any():
-                if keep.all():
-                    self.writers[name].add(tokens, lengths)
-                else:
-                    self.writers[name].add(tokens[np.repeat(keep, lengths)], lengths[keep])
-                split = splits.setdefault(name, {"bytes": 0, "chars": 0})
-                split["bytes"] += int(out.nbytes[keep].sum())
-                split["chars"] += int(out.nchars[keep].sum())
-        self.bar.advance(0, tok=len(tokens))
-
-    def _count(self, f: int, key: str, n: int = 1) -> None:
-        if n:
-            s = self.state["stats"].setdefault(str(f), {})
-            s[key] = s.get(key, 0) + n
-
-    def _checkpoint(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_save < self.cfg.checkpoint_seconds:
-            return
-        self.state["writers"] = {k: w.checkpoint() for k, w in self.writers.items()}
-        self.journal.save(self.state)
-        self.last_save = now
-
-
-def _unit_bytes(f: InputFile, u: Unit) -> int:
-    if f.compression is not None:
-        return f.size
-    return (f.size if u.stop is None else u.stop) - u.start
 
 
 def _finish(cfg, files, units, writers, state, info) -> dict[str, Manifest]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import shards.writer
-from preprocess import pipeline
+from preprocess import encoding, pipeline
 from preprocess.journal import WORK_DIR
 from shards.layout import shard_name
 from tests.conftest import preprocess_args
@@ -31,23 +31,23 @@ class Killed(Exception):
 def _kill_at(monkeypatch, where: str, k: int) -> None:
     calls = count()
     if where == "batch":  # before the (k+1)-th batch's ids are written
-        orig_write = pipeline._Encoding._write
+        orig_write = encoding.Encoding._write
 
         def write(self, *args):
             if next(calls) == k:
                 raise Killed
             return orig_write(self, *args)
 
-        monkeypatch.setattr(pipeline._Encoding, "_write", write)
+        monkeypatch.setattr(encoding.Encoding, "_write", write)
     elif where == "checkpoint":  # batch k+1 is in the shard files, the journal does not know it yet
-        orig_checkpoint = pipeline._Encoding._checkpoint
+        orig_checkpoint = encoding.Encoding._checkpoint
 
         def checkpoint(self, force=False):
             if not force and next(calls) == k:
                 raise Killed
             return orig_checkpoint(self, force)
 
-        monkeypatch.setattr(pipeline._Encoding, "_checkpoint", checkpoint)
+        monkeypatch.setattr(encoding.Encoding, "_checkpoint", checkpoint)
     elif where == "commit":  # shard k's document index is renamed into place, its tokens are not
         orig_replace = os.replace
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from preprocess import pipeline
+from preprocess import encoding
 from preprocess.blocks import in_valid
 from tests.conftest import preprocess_args
 from tests.helpers import documents, preprocess_cli, tree_bytes, write_lines
@@ -19,7 +19,7 @@ def test_workers_and_batching_do_not_change_the_bytes(monkeypatch, tmp_path, cor
     trees = {}
     for workers in (0, 1, 3):
         if workers:
-            monkeypatch.setattr(pipeline, "BATCH_BYTES", 32 << 10)  # ~20 batches, finishing out of order
+            monkeypatch.setattr(encoding, "BATCH_BYTES", 32 << 10)  # ~20 batches, finishing out of order
         out = tmp_path / f"w{workers}"
         r = preprocess_cli(*args, "--workers", workers, "--out", out)
         assert r.exit_code == 0, r.output
