@@ -170,3 +170,13 @@ def test_resume_between_log_steps_logs_the_same_averages(train_valid, tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert sorted(_losses(tmp_path / "a")) == [4, 8, 12]
     assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
+def test_gradient_accumulation_trains_and_resumes_exactly(train_valid, tmp_path):
+    common = ["--max-steps", "4", "--grad-accum", "2", "--batch-size", "2", "--workers", "1"]
+    assert _train(*train_args(train_valid, tmp_path / "a"), *common).exit_code == 0
+    assert _train(*train_args(train_valid, tmp_path / "b"), *common, "--stop-at", "2").exit_code == 0
+    assert _train("--out", str(tmp_path / "b"), "--resume", "-q").exit_code == 0
+    assert len(_losses(tmp_path / "a")) == 4 and _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    meta = json.loads(next((tmp_path / "b" / "checkpoints").glob("step_00000004/meta.json")).read_text())
+    assert meta["data"]["batches"] == 8 and meta["tokens_seen"] == 4 * 2 * 2 * 32  # steps x accum x batch x block
