@@ -132,3 +132,24 @@ def test_split_does_not_depend_on_read_size(tmp_path, corpus_lines, tokenizer_di
         streams.append(stream(out).tolist())
         assert Dataset(out).manifest.raw["stats"]["split"] == 2
     assert all(s == streams[0] for s in streams)
+
+
+def test_multi_frame_zstd_is_read_to_the_end(tmp_path, corpus_lines, tokenizer_dir):
+    """pzstd and concatenated .zst files hold several frames: all of them are read."""
+    zstandard = pytest.importorskip("zstandard")
+    from shards import Dataset
+
+    from preprocess.cli import main as preprocess_main
+    from click.testing import CliRunner
+
+    text = ("\n".join(corpus_lines[:200]) + "\n").encode()
+    half = text.index(b"\n", len(text) // 2) + 1
+    c = zstandard.ZstdCompressor()
+    (tmp_path / "two.txt.zst").write_bytes(c.compress(text[:half]) + c.compress(text[half:]))
+    (tmp_path / "plain.txt").write_bytes(text)
+    for name in ("two.txt.zst", "plain.txt"):
+        r = CliRunner().invoke(preprocess_main, [str(tmp_path / name), "--tokenizer", str(tokenizer_dir), "-w", "0",
+                                                 "-q", "--out", str(tmp_path / f"out-{name}")])
+        assert r.exit_code == 0, r.output
+    a, b = Dataset(tmp_path / "out-two.txt.zst"), Dataset(tmp_path / "out-plain.txt")
+    assert a.num_documents == b.num_documents == 200 and a.fingerprint == b.fingerprint

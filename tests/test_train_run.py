@@ -180,3 +180,16 @@ def test_gradient_accumulation_trains_and_resumes_exactly(train_valid, tmp_path)
     assert len(_losses(tmp_path / "a")) == 4 and _losses(tmp_path / "a") == _losses(tmp_path / "b")
     meta = json.loads(next((tmp_path / "b" / "checkpoints").glob("step_00000004/meta.json")).read_text())
     assert meta["data"]["batches"] == 8 and meta["tokens_seen"] == 4 * 2 * 2 * 32  # steps x accum x batch x block
+
+
+def test_resume_survives_a_half_written_metrics_line_and_refuses_a_corrupt_config(train_valid, tmp_path):
+    run = tmp_path / "run"
+    assert _train(*train_args(train_valid, run), "--max-steps", "4", "--stop-at", "2").exit_code == 0
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 3, "loss": 9.')  # a kill -9 in the middle of a line
+    resumed = _train("--out", str(run), "--resume", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert sorted(_losses(run)) == [1, 2, 3, 4]
+    (run / "config.json").write_text('{"data": [')
+    bad = _train("--out", str(run), "--resume", "--max-steps", "6", "-q")
+    assert bad.exit_code == 2 and "config.json: not valid JSON" in bad.output and "Traceback" not in bad.output
