@@ -81,9 +81,10 @@ def _last_line_end(buf: bytearray, eof: bool) -> int:
     return i + 1
 
 
-def _line_start_at_or_after(buf: bytearray, p: int, starts_line: bool, eof: bool) -> int | None:
-    """The first index >= p where a line starts in buf, or None when only more data can tell."""
-    if p <= 0 and starts_line:
+def _line_start_at_or_after(buf: bytearray, p: int, eof: bool) -> int | None:
+    """The first index >= p where a line starts in buf (buf[0] starts one), or None when only
+    more data can tell."""
+    if p <= 0:
         return 0
     m = EOL.search(buf, max(p - 1, 0))
     if m is None or (m.group() == b"\r" and m.end() == len(buf) and not eof):
@@ -147,7 +148,7 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
             end = _last_line_end(buf, eof)
             finishing = False
             if unit.stop is not None and base + len(buf) > unit.stop:
-                q = _line_start_at_or_after(buf, unit.stop - base, True, eof)
+                q = _line_start_at_or_after(buf, unit.stop - base, eof)
                 if q is not None and q <= end:
                     end, finishing = q, True
             if end > 0:

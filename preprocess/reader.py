@@ -194,35 +194,24 @@ def _line_pieces(line: bytes, first: bool, start: int, end: int, max_bytes: int 
 
 
 def read_unit(files: list[InputFile], units: list[Unit], index: int, *, text_key: str, errors: str,
-              max_doc_bytes: int, resume: Cursor | None = None, progress=None) -> Iterator[Piece | Skip]:
-    """Pieces and skips of unit `index`, from its start or from `resume`.
-
-    `progress(n)` is called with the on-disk bytes consumed since the previous call.
-    """
+              max_doc_bytes: int) -> Iterator[Piece | Skip]:
+    """Pieces and skips of unit `index`, line by line in this process (tokenizer samples, the
+    encoder check; the main run goes through blocks.read_blocks and the workers)."""
     unit = units[index]
     f = files[unit.file]
     stream, raw = open_binary(f)
-    seen = 0
     try:
-        if resume is not None:
-            stream.seek(resume.offset)
-            offset, line = resume.offset, resume.line
-        else:
-            offset = first_line_start(stream, unit.start)
-            stream.seek(offset)
-            line = 1 if offset == 0 else None
+        offset = first_line_start(stream, unit.start)
+        stream.seek(offset)
+        line = 1 if offset == 0 else None
         txt_limit = max_doc_bytes if f.fmt == "txt" else None
         for data, first, last, end in read_lines(stream, offset, unit.stop, txt_limit):
             cursor = Cursor(index, end, None if line is None else line + 1) if last else None
             yield from document(f, unit.file, data, first, last, offset, line, errors, text_key,
-                                 max_doc_bytes, cursor)
+                                max_doc_bytes, cursor)
             offset = end
             if last and line is not None:
                 line += 1
-            if progress is not None:
-                now = raw.tell()
-                progress(now - seen)
-                seen = now
     except (OSError, EOFError, lzma.LZMAError) as e:
         raise InputError(f"{f.name}: cannot read ({e})") from None
     finally:
