@@ -15,7 +15,7 @@ from typing import Any
 import shards
 from preprocess import tokenizer as tk
 from preprocess.config import PreprocessConfig
-from preprocess.encoder import EngineSpec, choose_engine
+from preprocess.engines import EngineSpec, choose_engine
 from preprocess.encoding import Encoding
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit, discover, plan_part, plan_sample

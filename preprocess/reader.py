@@ -196,7 +196,7 @@ def _line_pieces(line: bytes, first: bool, start: int, end: int, max_bytes: int 
 def read_unit(files: list[InputFile], units: list[Unit], index: int, *, text_key: str, errors: str,
               max_doc_bytes: int) -> Iterator[Piece | Skip]:
     """Pieces and skips of unit `index`, line by line in this process (tokenizer samples, the
-    encoder check; the main run goes through blocks.read_blocks and the workers)."""
+    engine check; the main run goes through blocks.read_blocks and the workers)."""
     unit = units[index]
     f = files[unit.file]
     stream, raw = open_binary(f)

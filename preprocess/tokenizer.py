@@ -2,7 +2,7 @@
 
 Whatever the source, the saved directory loads with `transformers.AutoTokenizer` and is the
 single source of truth: the ids written to the shards are what `AutoTokenizer.encode(doc,
-add_special_tokens=False)` returns (see `preprocess.encoder`, which checks it).
+add_special_tokens=False)` returns (see `preprocess.engines`, which checks it).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from preprocess.blocks import Block, goes_to_valid
-from preprocess.encoder import EngineSpec, make_encoder, to_array
+from preprocess.engines import EngineSpec, make_encoder, to_array
 from preprocess.errors import TokenizerError
 from preprocess.inputs import InputFile
 from preprocess.reader import BOM, Piece, document, read_lines

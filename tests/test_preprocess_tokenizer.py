@@ -152,7 +152,7 @@ def test_vocabulary_with_holes_keeps_every_id(tmp_path):
 def test_to_array_inserts_eos_and_refuses_foreign_ids():
     import numpy as np
 
-    from preprocess.encoder import to_array
+    from preprocess.engines import to_array
     from preprocess.errors import TokenizerError
 
     # Pieces [5, 6] (ends a document), [] (ends an empty one), [7] (continues), [8] (ends it).
@@ -193,7 +193,7 @@ def test_shipped_sentencepiece_model_agrees_with_autotokenizer(tmp_path, corpus_
     import sentencepiece as spm
     from transformers import AutoTokenizer
 
-    from preprocess.encoder import PROBES
+    from preprocess.engines import PROBES
     from preprocess.tokenizer import train_sentencepiece
 
     train_sentencepiece(corpus_lines[:1500], 1000, tmp_path / "tok", model_type=model_type, character_coverage=0.98)
