@@ -10,6 +10,7 @@ from typing import Any
 
 from preprocess.errors import UsageError
 from shards import MANIFEST
+from shards.lock import LOCK_NAME, DirectoryLock
 from shards.manifest import write_json_atomic
 from shards.writer import remove_dataset
 
@@ -43,9 +44,8 @@ class Journal:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, Any],
-            inputs: list[dict[str, Any]], overwrite: bool) -> tuple[str, dict[str, Any] | None]:
-    """Decide what to do with `out`: ("fresh", None), ("resume", state) or ("complete", None)."""
+def lock_output(out: Path) -> DirectoryLock:
+    """Create `out` if needed and take its writer lock (held until the lock is released)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     try:
@@ -54,6 +54,13 @@ def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, 
         raise UsageError(f"--out {out}: cannot create the output directory ({e.strerror})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: the output directory is not writable")
+    return DirectoryLock(out, "preprocess").acquire()
+
+
+def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, Any],
+            inputs: list[dict[str, Any]], overwrite: bool) -> tuple[str, dict[str, Any] | None]:
+    """Decide what to do with `out` (created and locked by `lock_output`): ("fresh", None),
+    ("resume", state) or ("complete", None)."""
     journal = Journal(out)
     state = journal.load()
     if state is not None:
@@ -75,11 +82,12 @@ def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, 
                              "choose another --out or pass --overwrite")
         clear(out)
         return "fresh", None
-    if [p.name for p in out.iterdir()] == [WORK_DIR]:
+    held = [p.name for p in out.iterdir() if p.name != LOCK_NAME]  # the lock is ours
+    if held == [WORK_DIR]:
         # A run that failed or was killed before its first journal entry: nothing worth keeping.
         clear(out)
         return "fresh", None
-    if any(out.iterdir()):
+    if held:
         if not overwrite:
             raise UsageError(f"--out {out}: not empty and holds no preprocess run; choose a new or empty "
                              "directory, or pass --overwrite")

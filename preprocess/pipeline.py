@@ -19,10 +19,11 @@ from preprocess.engines import EngineSpec, choose_engine
 from preprocess.encoding import Encoding
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit, discover, plan_part, plan_sample
-from preprocess.journal import Journal, prepare, refuse_inputs_inside
+from preprocess.journal import Journal, lock_output, prepare, refuse_inputs_inside
 from preprocess.reader import Piece, read_unit
 from shards import DatasetWriter, Manifest
 from shards.console import duration, human
+from shards.lock import DirectoryLock
 
 SKIP_REASONS = ("empty", "whitespace", "bad_json", "no_text", "no_tokens")
 
@@ -51,6 +52,15 @@ def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
     if cfg.overwrite:
         local_tokenizer = [Path(cfg.tokenizer)] if cfg.tokenizer and Path(cfg.tokenizer).exists() else []
         refuse_inputs_inside(cfg.out, [f.path for f in files] + local_tokenizer)
+    lock = lock_output(cfg.out)  # one writer per --out, until this run ends however it ends
+    try:
+        return _run_locked(cfg, files, units, dirs, inputs, say, t0)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg: PreprocessConfig, files: list[InputFile], units: list[Unit], dirs: dict[str, Path],
+                inputs: list[dict[str, Any]], say, t0: float) -> Summary:
     mode, state = prepare(cfg.out, list(dirs.values()), cfg.identity(files), cfg.settings(), inputs, cfg.overwrite)
     if mode == "complete":
         manifests = {k: shards.load_manifest(d) for k, d in dirs.items()}
@@ -119,15 +129,18 @@ def _tokenizer_only(cfg: PreprocessConfig, files: list[InputFile], say, t0: floa
             raise UsageError(f"--out {cfg.out}: holds no tokenizer, so --overwrite will not delete it; "
                              "choose a new directory")
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        info = _build_tokenizer(cfg, files, tmp, say)
-    except BaseException:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The tokenizer is built beside --out and renamed into place: the lock lives beside it too.
+    with DirectoryLock(out.parent, "preprocess", name=f".{out.name}.lock"):
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():  # replaced only once the new one is complete
-        shutil.rmtree(out)
-    tmp.rename(out)
+        try:
+            info = _build_tokenizer(cfg, files, tmp, say)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if out.exists():  # replaced only once the new one is complete
+            shutil.rmtree(out)
+        tmp.rename(out)
     if not cfg.quiet:
         say(f"tokenizer: {info['kind']}, {info['vocab_size']:,} tokens, saved in {out}")
     return Summary({}, {}, time.monotonic() - t0, resumed=False)
