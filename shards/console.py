@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -28,6 +29,9 @@ def cli_errors() -> Iterator[None]:
         _fail(str(e), 1)
     except OSError as e:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        if e.errno == errno.ENOSPC:
+            _fail(f"{where}no space left on device; nothing written looks complete: free space (or choose "
+                  "another place) and run the same command again", 1)
         _fail(f"{where}{e.strerror or e}", 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
@@ -58,13 +62,19 @@ class Progress:
     """A one-line progress bar on stderr, drawn only on a terminal and at most 5 times a second.
 
     `advance(n, **rates)` adds n to the main counter and, for each keyword, to a named counter
-    whose rate is shown (e.g. tokens=...). `note(text)` sets a free-form suffix.
+    whose rate is shown (e.g. tokens=...). `note(text)` sets a free-form suffix. `initial` is
+    work done before this process started (a resumed run): it counts towards the total, never
+    towards the rate or the ETA. Rates appear after the first second: the first read of a fast
+    disk would otherwise promise an absurd speed.
     """
 
-    def __init__(self, total: int | None, unit: str, *, label: str = "", enabled: bool | None = None):
+    RATE_AFTER = 1.0  # seconds before a rate (and so an ETA) is shown
+
+    def __init__(self, total: int | None, unit: str, *, label: str = "", enabled: bool | None = None,
+                 initial: int = 0):
         self.total, self.unit, self.label = total, unit, label
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.done = 0
+        self.done = self.initial = initial
         self.counters: dict[str, int] = {}
         self.suffix = ""
         self.t0 = time.monotonic()
@@ -88,16 +98,20 @@ class Progress:
         if not force and now - self._last < 0.2:
             return
         self._last = now
-        elapsed = max(now - self.t0, 1e-9)
+        elapsed = now - self.t0
         parts = [self.label] if self.label else []
         if self.total:
             frac = min(1.0, self.done / self.total)
             bar = int(frac * 20)
             parts.append(f"[{'#' * bar}{'.' * (20 - bar)}] {frac:4.0%}")
-        parts.append(f"{human(self.done, self.unit)} {human(self.done / elapsed, self.unit)}/s")
-        parts += [f"{human(v / elapsed)} {k}/s" for k, v in self.counters.items()]
-        if self.total and self.done:
-            parts.append(f"ETA {duration(elapsed * (self.total - self.done) / self.done)}")
+        this_session = self.done - self.initial
+        timed = elapsed >= self.RATE_AFTER
+        rate = f" {human(this_session / elapsed, self.unit)}/s" if timed else ""
+        parts.append(f"{human(self.done, self.unit)}{rate}")
+        if timed:
+            parts += [f"{human(v / elapsed)} {k}/s" for k, v in self.counters.items()]
+        if self.total and this_session > 0 and timed:
+            parts.append(f"ETA {duration(elapsed * (self.total - self.done) / this_session)}")
         if self.suffix:
             parts.append(self.suffix)
         line = "  ".join(parts)
