@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import train_args
-from train import checkpoint
+from train.checkpoint import Checkpointer
 from train.metrics import read
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +51,12 @@ def test_signal_finishes_the_step_saves_and_exits_0(train_valid, tmp_path, how):
     assert proc.returncode == 0, output
     assert "Traceback" not in output
     logged = max(r["step"] for r in read(run / "metrics.jsonl") if "loss" in r)
-    latest = checkpoint.latest(run)
-    assert latest is not None and latest.name == f"step_{logged:08d}"  # the step it was in, saved
+    latest = Checkpointer(run).latest()
+    assert latest is not None and latest.path.name == f"step_{logged:08d}"  # the step it was in, saved
     resumed = subprocess.run([sys.executable, "-m", "train", "--out", str(run), "--resume", "--stop-at",
                               str(logged + 2), "-q"], capture_output=True, text=True, env=_env(), timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert checkpoint.latest(run).name == f"step_{logged + 2:08d}"
+    assert Checkpointer(run).latest().path.name == f"step_{logged + 2:08d}"
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -78,5 +78,5 @@ def test_two_cpu_ranks_train_checkpoint_and_resume_exactly(train_valid, tmp_path
     losses = lambda run: [(r["step"], r["loss"]) for r in read(run / "metrics.jsonl") if "loss" in r]
     assert len(losses(tmp_path / "a")) == 6
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
-    meta = checkpoint.load(checkpoint.latest(tmp_path / "b"))[1]
-    assert meta["world_size"] == 2 and meta["step"] == 6
+    meta = Checkpointer(tmp_path / "b").latest().meta
+    assert meta["layout"]["world_size"] == 2 and meta["step"] == 6

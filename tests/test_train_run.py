@@ -53,7 +53,14 @@ def test_released_model_loads_with_transformers(train_valid, tmp_path):
     assert text[0]["generated_text"].startswith("ダイアログ")
     info = json.loads((run / "final" / "shardtrain.json").read_text())
     manifest = json.loads((train_valid / "train" / "manifest.json").read_text())
-    assert info["fingerprints"][str(train_valid / "train")] == manifest["fingerprint"]
+    assert info["fingerprints"]["data"] == [manifest["fingerprint"]]
+    assert (run / "final" / "COMPLETE").is_file()
+    # Every released file follows the umask (safetensors alone would write 0600): shareable.
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert {oct(p.stat().st_mode & 0o777) for p in (run / "final").iterdir()} == {oct(0o666 & ~mask)}
     records = read(run / "metrics.jsonl")
     steps = [r for r in records if "loss" in r]
     assert {"step", "loss", "lr", "grad_norm", "tokens_per_s", "data_wait"} <= set(steps[0])
@@ -123,22 +130,23 @@ def test_refuses_incomplete_data_and_other_tokenizers(train_valid, tmp_path, cor
 
 def test_init_from_checks_the_vocabulary(train_valid, tmp_path):
     run = tmp_path / "run"
-    assert _train(*train_args(train_valid, run), "--max-steps", "2").exit_code == 0
-    ok = _train(*train_args(train_valid, tmp_path / "cont"), "--init-from", str(run / "final"), "--max-steps", "2")
+    assert _train(*train_args(train_valid, run), "--max-steps", "3").exit_code == 0
+    ok = _train(*train_args(train_valid, tmp_path / "cont"), "--init-from", str(run / "final"), "--max-steps", "3")
     assert ok.exit_code == 0, ok.output
     wrong = tmp_path / "wrong"
     shutil.copytree(run / "final", wrong)
     config = json.loads((wrong / "config.json").read_text())
     config["vocab_size"] = 500
     (wrong / "config.json").write_text(json.dumps(config))
-    bad = _train(*train_args(train_valid, tmp_path / "cont2"), "--init-from", str(wrong), "--max-steps", "2")
+    bad = _train(*train_args(train_valid, tmp_path / "cont2"), "--init-from", str(wrong), "--max-steps", "3")
     assert bad.exit_code == 2 and "vocabulary" in bad.output
 
 
 def test_config_file_and_saved_config(train_valid, tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text(f'data = ["{train_valid / "train"}"]\nout = "{tmp_path / "run"}"\nmodel = "gpt2-tiny"\n'
-                    'block_size = 32\nbatch_size = 2\nmax_steps = 3\nworkers = 0\nsample_tokens = 0\nlr = 1e-3\n')
+                    'block_size = 32\nbatch_size = 2\nmax_steps = 3\nwarmup = 1\nworkers = 0\nsample_tokens = 0\n'
+                    'lr = 1e-3\n')
     result = _train("--config", str(toml), "--lr", "2e-3", "-q")
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -179,7 +187,8 @@ def test_gradient_accumulation_trains_and_resumes_exactly(train_valid, tmp_path)
     assert _train("--out", str(tmp_path / "b"), "--resume", "-q").exit_code == 0
     assert len(_losses(tmp_path / "a")) == 4 and _losses(tmp_path / "a") == _losses(tmp_path / "b")
     meta = json.loads(next((tmp_path / "b" / "checkpoints").glob("step_00000004/meta.json")).read_text())
-    assert meta["data"]["batches"] == 8 and meta["tokens_seen"] == 4 * 2 * 2 * 32  # steps x accum x batch x block
+    assert meta["layout"] == {"world_size": 1, "batch_size": 2, "grad_accum": 2} and meta["global_batch"] == 4
+    assert meta["tokens_seen"] == 4 * 2 * 2 * 32  # steps x accum x batch x block
 
 
 def test_resume_survives_a_half_written_metrics_line_and_refuses_a_corrupt_config(train_valid, tmp_path):

@@ -1,83 +1,101 @@
-"""Training settings: a frozen dataclass, filled from defaults < TOML file < command-line flags."""
+"""Training settings: one frozen dataclass, the single source of every `train` option and default.
+
+Each field carries its help text and click type in its metadata; `train.cli` builds the command's
+options from them, so the help's `[8]`-style defaults are read from here and cannot drift.
+Settings are filled from defaults < the run's saved config (on --resume) < a TOML file < flags.
+"""
 
 from __future__ import annotations
 
+import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import click
+
 from shards.errors import UsageError
 
-# Settings that decide which tokens each step sees: a resumed run may not change them.
-DATA_ORDER = ("data", "weights", "block_size", "batch_size", "grad_accum", "seed")
+PRESET_NAMES = "gpt2-tiny, gpt2-mini, gpt2-small (124M), gpt2-medium, gpt2-large, gpt2-xl"
+# Settings that decide which tokens each step sees: a resumed run may not change them. (The
+# split of the global batch, world_size x batch_size x grad_accum, may change: see resume.py.)
+DATA_ORDER = ("weights", "block_size", "seed")
+# The learning-rate schedule lr_at(step) is a pure function of these: fixed for a run's life.
+SCHEDULE = ("max_steps", "lr", "warmup", "min_lr_ratio")
 # Settings of one invocation, not of the run: never taken from a saved config.
-PER_INVOCATION = ("stop_at", "resume", "allow_data_change")
+PER_INVOCATION = ("stop_at", "resume", "allow_data_change", "eval_only")
+
+
+def setting(default: Any, help: str, *, type: Any = None, flag: str | None = None, metavar: str | None = None,
+            shown: str | None = None, cli: bool = True, negatable: bool = False) -> Any:
+    """A field with its command-line option: `help`, a click `type`, and how its default is shown."""
+    meta = {"help": help, "type": type, "flag": flag, "metavar": metavar, "shown": shown, "cli": cli,
+            "negatable": negatable}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use a tuple for sequence defaults")
+    return field(default=default, metadata=meta)
+
+
+POSITIVE = click.IntRange(min=1)
+NON_NEGATIVE = click.IntRange(min=0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainConfig:
-    data: tuple[str, ...]
-    """Dataset directories made by `preprocess` (several are mixed by `weights`)."""
-    out: str
-    """The run directory: config, metrics, checkpoints, final/ model."""
-    weights: tuple[float, ...] | None = None
-    """Sampling proportions of the --data datasets (default: by their sizes)."""
-    valid: str | None = None
-    """A dataset for evaluation; same tokenizer as --data."""
-    model: str = "gpt2-tiny"
-    """A preset name (gpt2-tiny, gpt2-mini, gpt2-small, gpt2-medium, gpt2-large, gpt2-xl) or a GPT2Config JSON."""
-    init_from: str | None = None
-    """Continue from a Hugging Face model directory instead of a fresh model."""
-    block_size: int | None = None
-    """Tokens per training sequence [default: the model's context length]."""
-    batch_size: int = 8
-    """Sequences per micro-batch per GPU (or the CPU)."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step."""
-    max_steps: int = 1000
-    """Optimizer steps of the whole run; the schedule decays to its floor here."""
-    stop_at: int | None = None
-    """Stop cleanly after this step with a checkpoint (the schedule still spans max_steps)."""
-    lr: float = 6e-4
-    """Peak learning rate."""
-    min_lr_ratio: float = 0.1
-    """The cosine decay ends at lr * min_lr_ratio."""
-    warmup: int = 100
-    """Linear warmup steps."""
-    weight_decay: float = 0.1
-    """AdamW decay of matrices and embeddings (never biases or norms)."""
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this (0 disables)."""
-    dropout: float = 0.0
-    """Dropout everywhere in the model; 0 for pretraining."""
-    eval_every: int = 200
-    """Evaluate on --valid every N steps (and at step 0 and at the end)."""
-    eval_blocks: int = 200
-    """Validation blocks in the fixed evaluation set (evenly spread over --valid)."""
-    log_every: int = 10
-    checkpoint_every: int = 500
-    keep: int = 3
-    """Complete checkpoints kept (at least 2)."""
-    seed: int = 1337
-    workers: int = 2
-    """DataLoader worker processes per GPU (0 reads in the training process)."""
-    device: str = "auto"
-    """auto, cpu or cuda."""
-    precision: str = "auto"
-    """auto (bf16 on GPUs that have it, else fp16, fp32 on CPU), bf16, fp16 or fp32."""
-    compile: bool = False
-    """torch.compile the model."""
-    pad_vocab_to: int = 64
-    """Round the embedding up to a multiple of this for GPU speed; final/ is trimmed back."""
-    sample_tokens: int = 60
-    """Tokens generated for the sample printed at the end (0 to skip)."""
-    sample_prompt: str | None = None
-    resume: bool = False
-    allow_data_change: bool = False
-    """Resume even when the dataset fingerprint differs from the checkpoint's."""
+    data: tuple[str, ...] = setting((), "Dataset directory from `preprocess` (repeat to mix several, see --weights).",
+                                    metavar="DIR", shown="")
+    out: str = setting("", "Run directory: config, metrics, checkpoints, final/ model.", metavar="RUN", shown="")
+    valid: str | None = setting(None, "Validation dataset (same tokenizer) for evaluation.", metavar="DIR", shown="")
+    weights: tuple[float, ...] | None = setting(
+        None, "Mixing proportions of the --data datasets.", metavar="W1,W2,...", shown="by their sizes")
+    model: str = setting("gpt2-tiny", f"A preset ({PRESET_NAMES}) or a GPT2Config JSON file.", metavar="PRESET|JSON")
+    init_from: str | None = setting(
+        None, "Start from these weights: a Hugging Face GPT-2 directory (e.g. RUN/final) or a checkpoint "
+              "(RUN/checkpoints/step_N).", metavar="DIR", shown="")
+    block_size: int | None = setting(None, "Tokens per sequence.", type=POSITIVE, shown="the model's context")
+    batch_size: int = setting(8, "Sequences per micro-batch per process.", type=POSITIVE)
+    grad_accum: int = setting(1, "Micro-batches per optimizer step.", type=POSITIVE)
+    max_steps: int = setting(1000, "Optimizer steps of the whole run; the schedule decays to its floor here.",
+                             type=POSITIVE)
+    stop_at: int | None = setting(None, "Stop cleanly after this step (resume later); the schedule still spans "
+                                        "--max-steps.", type=POSITIVE, shown="")
+    lr: float = setting(6e-4, "Peak learning rate.", type=click.FloatRange(min=0, min_open=True))
+    min_lr_ratio: float = setting(0.1, "Cosine floor as a fraction of --lr.", type=click.FloatRange(0, 1))
+    warmup: int = setting(100, "Linear warmup steps (must be below --max-steps).", type=NON_NEGATIVE)
+    weight_decay: float = setting(0.1, "AdamW decay of matrices and embeddings (never biases or norms).",
+                                  type=click.FloatRange(min=0))
+    beta1: float = setting(0.9, "AdamW beta1.", type=click.FloatRange(0, 1, max_open=True))
+    beta2: float = setting(0.95, "AdamW beta2.", type=click.FloatRange(0, 1, max_open=True))
+    grad_clip: float = setting(1.0, "Clip the global gradient norm to this; 0 = off.", type=click.FloatRange(min=0))
+    dropout: float = setting(0.0, "Dropout everywhere in the model; 0 for pretraining.",
+                             type=click.FloatRange(0, 1, max_open=True))
+    eval_every: int = setting(200, "Evaluate on --valid every N steps (and at step 0 and at the end).", type=POSITIVE)
+    eval_blocks: int = setting(200, "Validation blocks in the fixed evaluation set (spread evenly over --valid).",
+                               type=POSITIVE)
+    log_every: int = setting(10, "Log every N steps.", type=POSITIVE)
+    checkpoint_every: int = setting(500, "Checkpoint every N steps.", type=POSITIVE)
+    keep: int = setting(3, "Complete checkpoints kept (at least 2).", type=click.IntRange(min=2))
+    seed: int = setting(1337, "Seed of the model init and the data order.", type=int)
+    workers: int = setting(2, "DataLoader worker processes per process (0 reads in the training process).",
+                           type=NON_NEGATIVE)
+    threads: int | None = setting(
+        None, "CPU threads of each training process (torch intra-op).", type=POSITIVE,
+        shown="auto: the cores of this process's share of the machine, less one per DataLoader worker")
+    device: str = setting("auto", "Where to train.", type=click.Choice(["auto", "cpu", "cuda"]))
+    precision: str = setting("auto", "Number format.", type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
+                             shown="auto: bf16 on GPUs that have it, else fp16; fp32 on CPU")
+    compile: bool = setting(False, "torch.compile the model.", negatable=True, shown="off")
+    pad_vocab_to: int = setting(64, "Round the embedding up to a multiple of this (GPU speed); final/ is trimmed.",
+                                type=POSITIVE, cli=False)
+    sample_tokens: int = setting(60, "Tokens of the sample printed at the end (0 to skip).", type=NON_NEGATIVE)
+    sample_prompt: str | None = setting(None, "Prompt of that sample.", shown="a document start")
+    resume: bool = setting(False, "Continue from the newest complete checkpoint in RUN (--data may point at the "
+                                  "datasets' new place).", shown="")
+    allow_data_change: bool = setting(False, "Resume even if the datasets' fingerprints differ from the "
+                                             "checkpoint's.", shown="")
+    eval_only: bool = setting(False, "Only evaluate --init-from (RUN, RUN/final or a checkpoint) on --valid and "
+                                     "print loss and perplexity; writes nothing.", shown="")
 
     def __post_init__(self) -> None:
         for name in ("data", "weights"):  # JSON and TOML give lists; a frozen config holds tuples
@@ -89,35 +107,68 @@ class TrainConfig:
             if not cond:
                 raise UsageError(msg)
 
-        need(len(self.data) >= 1, "give at least one --data DIR")
+        for f in fields(self):  # TOML and saved configs bypass click's checks: types first
+            _check_type(f.name, getattr(self, f.name), f.default)
+        if self.eval_only:
+            need(self.valid is not None, "--eval-only needs --valid DIR to evaluate on")
+            need(self.init_from is not None, "--eval-only needs --init-from (RUN, RUN/final or RUN/checkpoints/step_N)")
+        else:
+            need(len(self.data) >= 1, "give at least one --data DIR")
+            need(bool(self.out), "missing --out RUN (on the command line or in --config)")
         need(self.weights is None or len(self.weights) == len(self.data),
              f"--weights has {len(self.weights or ())} values for {len(self.data)} --data directories")
         need(self.weights is None or (all(w >= 0 for w in self.weights) and sum(self.weights) > 0),
              "--weights must be non-negative and not all zero")
         need(self.block_size is None or self.block_size >= 1, "--block-size must be positive")
-        need(self.batch_size >= 1, "--batch-size must be positive")
-        need(self.grad_accum >= 1, "--grad-accum must be positive")
-        need(self.max_steps >= 1, "--max-steps must be positive")
-        need(self.stop_at is None or 1 <= self.stop_at <= self.max_steps, "--stop-at must lie in [1, max_steps]")
-        need(self.lr > 0, "--lr must be positive")
-        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must lie in [0, 1]")
-        need(self.warmup >= 0, "--warmup must be >= 0")
-        need(self.eval_every >= 1 and self.log_every >= 1 and self.checkpoint_every >= 1,
-             "--eval-every, --log-every and --checkpoint-every must be positive")
-        need(self.eval_blocks >= 1, "eval_blocks must be positive")
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "log_every", "checkpoint_every",
+                     "eval_blocks", "pad_vocab_to"):
+            need(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be positive")
+        need(self.stop_at is None or 1 <= self.stop_at <= self.max_steps,
+             f"--stop-at {self.stop_at} must lie in [1, --max-steps {self.max_steps}]")
+        need(self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number")
+        need(0 <= self.min_lr_ratio <= 1, "--min-lr-ratio must lie in [0, 1]")
+        need(0 <= self.warmup < self.max_steps,
+             f"--warmup {self.warmup} must be below --max-steps {self.max_steps}: the run would never reach its "
+             "peak learning rate or its floor; lower --warmup or raise --max-steps")
+        need(self.weight_decay >= 0 and self.grad_clip >= 0, "--weight-decay and --grad-clip must be >= 0")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must lie in [0, 1)")
         need(self.keep >= 2, "--keep must be at least 2 (a crash while writing one checkpoint keeps the other)")
         need(self.workers >= 0, "--workers must be >= 0")
+        need(self.threads is None or self.threads >= 1, "--threads must be positive")
         need(self.device in ("auto", "cpu", "cuda"), f"--device {self.device!r}: expected auto, cpu or cuda")
-        need(self.precision in ("auto", "bf16", "fp16", "fp32"), f"--precision {self.precision!r}: expected auto, bf16, fp16 or fp32")
-        need(0 <= self.dropout < 1, "dropout must lie in [0, 1)")
-        need(self.pad_vocab_to >= 1, "pad_vocab_to must be positive")
-        need(self.model is not None or self.init_from is not None, "give --model or --init-from")
+        need(self.precision in ("auto", "bf16", "fp16", "fp32"),
+             f"--precision {self.precision!r}: expected auto, bf16, fp16 or fp32")
+        need(0 <= self.dropout < 1, "--dropout must lie in [0, 1)")
+        need(self.sample_tokens >= 0, "--sample-tokens must be >= 0")
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences per optimizer step per process (batch_size x grad_accum); x world_size for the whole run."""
+        return self.batch_size * self.grad_accum
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
 
-FIELDS = {f.name for f in fields(TrainConfig)}
+def _check_type(name: str, value: Any, default: Any) -> None:
+    """Values from TOML or JSON must have the field's type (click checks only the flags)."""
+    if value is None or name in ("data", "weights"):
+        return
+    kind = type(default) if default is not None else None
+    if name in ("block_size", "stop_at", "threads"):
+        kind = int
+    elif name in ("valid", "init_from", "sample_prompt"):
+        kind = str
+    if kind is None:
+        return
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise UsageError(f"setting {name!r}: expected {kind.__name__}, got {value!r}")
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
 _TUPLES = {"data", "weights"}
 
 
@@ -133,6 +184,8 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 
 def normalize(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: expected a table of settings")
     out = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
@@ -148,9 +201,6 @@ def resolve(file_settings: dict[str, Any], flags: dict[str, Any]) -> TrainConfig
     """Defaults, then the file, then the flags that were given (None means not given)."""
     merged = dict(file_settings)
     merged.update({k: v for k, v in flags.items() if v is not None and v != ()})
-    for required in ("data", "out"):
-        if not merged.get(required):
-            raise UsageError(f"missing --{required} (on the command line or in --config)")
     try:
         return TrainConfig(**merged)
     except TypeError as e:

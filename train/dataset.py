@@ -132,14 +132,17 @@ class BlockDataset(BlockStream):
 
     `shuffle=True` visits a permutation of all blocks, a pure function of (seed, epoch);
     each rank gets its own positions of it; the last (n_blocks mod world_size*batch) blocks
-    of an epoch are dropped so every rank runs the same number of steps. Iteration starts at
+    of an epoch are dropped so every rank runs the same number of steps (with `grad_accum` A, the
+    last n_blocks mod (world_size*batch*A), so that epochs hold whole optimizer steps and a step's
+    blocks depend only on that product). Iteration starts at
     (epoch, start_batch) without reading anything skipped, and runs `epochs` epochs (None:
     forever). `state_dict()`/`load_state_dict()` carry that position.
     """
 
     def __init__(self, path: str | os.PathLike[str], block_size: int, *, shuffle: bool = True, seed: int = 0,
                  epoch: int = 0, rank: int | None = None, world_size: int | None = None,
-                 batch_size: int | None = None, start_batch: int = 0, epochs: int | None = 1):
+                 batch_size: int | None = None, grad_accum: int = 1, start_batch: int = 0,
+                 epochs: int | None = 1):
         super().__init__()
         self.data = Dataset(path)  # ShardFormatError (a ValueError) when not a complete dataset
         self.path = Path(path)
@@ -150,12 +153,16 @@ class BlockDataset(BlockStream):
             raise ValueError(f"epochs must be positive or None, got {epochs}")
         self.block_size, self.shuffle, self.seed = block_size, shuffle, seed
         self.batch_size, self.epochs = batch_size, epochs
+        if not isinstance(grad_accum, int) or grad_accum < 1:
+            raise ValueError(f"grad_accum must be a positive integer, got {grad_accum!r}")
+        self.grad_accum = grad_accum
         self.n_blocks = num_blocks(self.data.num_tokens, block_size)
-        self.plan = EpochPlan(self.n_blocks, self.world_size, batch_size or 1)
+        self.plan = EpochPlan(self.n_blocks, self.world_size, batch_size or 1, grad_accum)
         if self.plan.batches_per_rank == 0:
             raise ValueError(
                 f"{self.n_blocks} blocks of {block_size} tokens cannot give world_size {self.world_size} x "
-                f"batch_size {batch_size or 1} blocks per step; use a smaller block or batch size, or more data")
+                f"batch_size {batch_size or 1} x grad_accum {grad_accum} blocks per step; use a smaller block or "
+                "batch size, or more data")
         self.epoch, self.start_batch = 0, 0
         self.set_position(epoch, start_batch)
 
@@ -174,10 +181,11 @@ class BlockDataset(BlockStream):
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "batch": self.start_batch, "seed": self.seed, "shuffle": self.shuffle,
                 "block_size": self.block_size, "batch_size": self.batch_size, "world_size": self.world_size,
-                "fingerprint": self.data.fingerprint}
+                "grad_accum": self.grad_accum, "fingerprint": self.data.fingerprint}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("seed", "shuffle", "block_size", "batch_size", "world_size"):
+        state = {"grad_accum": 1, **state}
+        for key in ("seed", "shuffle", "block_size", "batch_size", "world_size", "grad_accum"):
             if state.get(key) != getattr(self, key):
                 raise ValueError(f"cannot resume: {key} was {state.get(key)!r}, now {getattr(self, key)!r}")
         if state.get("fingerprint") != self.data.fingerprint:

@@ -35,7 +35,12 @@ class EvalSet:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, evalset: EvalSet, batch_size: int, rt: Runtime) -> tuple[float, float]:
-    """(mean loss in nats per token, perplexity) over the whole evaluation set."""
+    """(mean loss in nats per token, perplexity) over the whole evaluation set.
+
+    `model` is the bare model, never the DDP wrapper: ranks may hold different numbers of
+    evaluation rows (even none, with fewer blocks than ranks), and a wrapped forward can wait
+    for collectives the others never join. The one collective is the sum at the end.
+    """
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=rt.device)  # (summed token losses, tokens)

@@ -1,7 +1,11 @@
-"""The training loop, top to bottom: data, model, resume, steps, evaluation, checkpoints, final model."""
+"""The training loop, top to bottom: model -> resume -> steps (log, evaluate, checkpoint) -> final/.
+
+`train.preflight.prepare` has checked everything that needs no torch; `run` takes its Plan.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import time
@@ -13,22 +17,26 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader
 
+from shards import __version__
 from shards.console import Progress, human
-from shards.errors import UsageError
+from shards.errors import ShardFormatError
 from shards.manifest import write_json_atomic
-from train import checkpoint
-from train.config import TrainConfig
-from train.data import RunData, open_data, train_stream
+from train.checkpoint import Checkpointer
 from train.dataset import as_is
 from train.evaluate import EvalSet, evaluate
+from train.meter import LossWindow, Throughput
 from train.metrics import Metrics, flops_per_token, peak_flops
-from train.model import Vocab, build_model, next_token_loss, trimmed_for_release
-from train.optim import make_optimizer, make_scheduler
-from train.runtime import (Runtime, StopSignal, agree, ignore_signals_in_worker, rng_state, seed_everything,
-                           set_rng_state, setup, teardown)
+from train.model import Vocab, build_model, model_meta, next_token_loss, trimmed_for_release
+from train.optim import make_optimizer
+from train.preflight import CONFIG, Plan
+from train.rundata import RunData, train_stream
+from train.runtime import Runtime, StopSignal, agree, ignore_signals_in_worker, setup, teardown
+from train.schedule import lr_at, schedule_of
+from train.state import TrainState, seed_everything
 
-FINAL = "final"
-CONFIG = "config.json"
+
+class TrainingDiverged(ShardFormatError):
+    """The loss or the gradient stopped being finite (exit 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,57 +48,47 @@ class Result:
     sample: str | None
 
 
-def run(cfg: TrainConfig, quiet: bool = False, batches: Iterator[dict[str, torch.Tensor]] | None = None) -> Result:
-    """Train as `cfg` says. `batches` replaces the data loader (benchmarks feed synthetic
-    batches already on the GPU through it, to measure what the loader costs)."""
+def run(plan: Plan, quiet: bool = False, batches: Iterator[dict[str, torch.Tensor]] | None = None) -> Result:
+    """Train (or only evaluate) as `plan` says. `batches` replaces the data loader (benchmarks feed
+    synthetic batches already on the GPU through it, to measure what the loader costs)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # save_pretrained's bars would tangle with ours
-    rt = setup(cfg.device, cfg.precision)
+    cfg = plan.cfg
     try:
-        return _train(cfg, rt, quiet, batches)
+        rt = setup(cfg.device, cfg.precision, threads=cfg.threads, workers=cfg.workers)
+        try:
+            if cfg.eval_only:
+                return evaluate_only(plan, rt)
+            return train(plan, rt, quiet, batches)
+        finally:
+            teardown()
     finally:
-        teardown()
+        plan.release()
 
 
-def _train(cfg: TrainConfig, rt: Runtime, quiet: bool, source: Iterator | None) -> Result:
+def train(plan: Plan, rt: Runtime, quiet: bool, source: Iterator | None) -> Result:
+    cfg, data = plan.cfg, plan.data
     say = (lambda *a: print(*a, flush=True)) if rt.main and not quiet else (lambda *a: None)
     run_dir = Path(cfg.out)
+    ckpt = Checkpointer(run_dir, cfg.keep)
+    vocab = vocab_of(data)
+    for note in plan.notes:
+        say(f"note: {note}")
 
-    # -- data: every check that can fail happens before any model is built ----------------------
-    data = open_data(cfg)
-    m = data.train[0].manifest
-    vocab = Vocab(size=m.vocab_size, bos_id=m.raw["tokenizer"].get("bos_id"), eos_id=m.eos_id)
-    resume_from = _resume_point(cfg, run_dir)
-
-    # -- model, optimizer, schedule ---------------------------------------------------------------
+    # -- model, optimizer, state ------------------------------------------------------------------
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.init_from, vocab, dropout=cfg.dropout, pad_vocab_to=cfg.pad_vocab_to,
-                        tokenizer_dir=data.train[0].tokenizer_dir)
-    context = model.config.n_positions
-    block_size = cfg.block_size or context
-    if block_size > context:
-        raise UsageError(f"--block-size {block_size} is above the model's context of {context} tokens")
+    model = build_model(cfg.model, plan.init, vocab, dropout=cfg.dropout, pad_vocab_to=cfg.pad_vocab_to,
+                        tokenizer_dir=data.first.tokenizer_dir)
     model.to(rt.device)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                device=rt.device)
-    scheduler = make_scheduler(optimizer, warmup=cfg.warmup, max_steps=cfg.max_steps, min_ratio=cfg.min_lr_ratio)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
-    step, tokens_seen, batches_done = 0, 0, 0
-    # Losses since the last log line, (sum, steps): training state, saved with checkpoints so a
-    # resumed run logs the very averages an uninterrupted one does.
-    loss_window = (0.0, 0)
-    if resume_from is not None:
-        step, tokens_seen, batches_done, loss_window = _restore(resume_from, cfg, rt, data, model, optimizer,
-                                                                scheduler, scaler)
-        say(f"resumed from {resume_from} (step {step}, {tokens_seen:,} tokens seen)")
-    stop_step = cfg.stop_at or cfg.max_steps
-    if step >= cfg.max_steps:
-        say(f"the run in {run_dir} already finished at step {step} (--max-steps {cfg.max_steps}); "
-            "raise --max-steps to train further")
-        return Result(step, True, None, run_dir / FINAL if (run_dir / FINAL).is_dir() else None, None)
-    if step >= stop_step:
-        raise UsageError(f"--stop-at {stop_step}: the run in {run_dir} is already at step {step}")
+    state = TrainState()
+    if plan.resume is not None:
+        state = restore(ckpt, plan, rt=rt, model=model, optimizer=optimizer, scaler=scaler, say=say)
+    if plan.finished:
+        return finished_run(ckpt, plan=plan, rt=rt, model=model, vocab=vocab, state=state, say=say)
     raw_model = model
     if cfg.compile:
         model = torch.compile(model)
@@ -98,138 +96,204 @@ def _train(cfg: TrainConfig, rt: Runtime, quiet: bool, source: Iterator | None) 
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
 
-    # -- data loading -------------------------------------------------------------------------------
-    stream = train_stream(cfg, data, block_size, rt, batches_done)
-    evalset = EvalSet(str(data.valid.path), block_size, cfg.eval_blocks, rt) if data.valid else None
+    # -- data -----------------------------------------------------------------------------------
+    stream = train_stream(cfg, data, block_size=plan.block_size, rank=rt.rank, world_size=rt.world_size,
+                          step=state.step)
+    evalset = EvalSet(str(data.valid.path), plan.block_size, cfg.eval_blocks, rt) if data.valid else None
     # collate_fn=as_is: batches are made whole by the dataset (default_convert would only copy).
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=rt.device.type == "cuda",
                         collate_fn=as_is, worker_init_fn=ignore_signals_in_worker,
                         prefetch_factor=4 if cfg.workers else None)
     batches = iter(loader) if source is None else source
 
+    # -- what the run records ---------------------------------------------------------------------
     if rt.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / CONFIG, cfg.to_json())
-    metrics = Metrics(run_dir, rt.main, keep_until=step if resume_from is not None else None)
     n_params = sum(p.numel() for p in raw_model.parameters())
-    fpt = flops_per_token(n_params, raw_model.config.n_layer, raw_model.config.n_embd, block_size)
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * rt.world_size * plan.block_size
+    precision = "fp32" if rt.amp_dtype is None else str(rt.amp_dtype).split(".")[-1]
+    title = (f"{run_dir.name}: {cfg.init_from or cfg.model}, {n_params / 1e6:.1f}M parameters, block "
+             f"{plan.block_size}, {tokens_per_step:,} tokens/step")
+    metrics = Metrics(run_dir, rt.main, keep_until=state.step if plan.resume is not None else None, title=title)
+    fpt = flops_per_token(n_params, raw_model.config.n_layer, raw_model.config.n_embd, plan.block_size)
     peak = peak_flops(rt.device, rt.amp_dtype)
-    tokens_per_step = cfg.batch_size * block_size * cfg.grad_accum * rt.world_size
-    say(f"training {n_params / 1e6:.1f}M parameters on {rt.device} x{rt.world_size} "
-        f"({'fp32' if rt.amp_dtype is None else str(rt.amp_dtype).split('.')[-1]}), block {block_size}, "
-        f"{tokens_per_step:,} tokens/step, steps {step} -> {stop_step} of {cfg.max_steps}")
+    stop_step = cfg.stop_at or cfg.max_steps
+    say(f"training {n_params / 1e6:.1f}M parameters on {rt.device} x{rt.world_size} ({precision}, "
+        f"{rt.threads} thread{'s' if rt.threads > 1 else ''}), block {plan.block_size}, {tokens_per_step:,} "
+        f"tokens/step, steps {state.step} -> {stop_step} of {cfg.max_steps}")
 
+    bar = Progress(cfg.max_steps, " steps", label="train", enabled=False if (quiet or not rt.main) else None,
+                   initial=state.step)
+    show = lambda line: bar.above(lambda: say(line))  # noqa: E731
     eval_loss = None
-    if evalset is not None and step == 0:
-        eval_loss, ppl = evaluate(model, evalset, cfg.batch_size, rt)
-        metrics.log({"step": 0, "eval_loss": eval_loss, "eval_ppl": ppl})
-        say(f"step 0 | eval loss {eval_loss:.4f} | ppl {ppl:.2f}")
-
-    stop = StopSignal(say if rt.main else (lambda *a: None))
-    bar = Progress(cfg.max_steps, " steps", label="train", enabled=False if (quiet or not rt.main) else None)
-    bar.done = step
-    window = {"t": time.perf_counter(), "wait": 0.0, "tokens": 0}  # throughput since the last log
-    loss_acc = torch.tensor(loss_window[0], dtype=torch.float32, device=rt.device)
-    loss_steps = loss_window[1]
+    if evalset is not None and state.step == 0:
+        eval_loss = evaluation(raw_model, evalset, step=0, cfg=cfg, rt=rt, metrics=metrics, show=show)
+    stop = StopSignal()
+    meter = Throughput()
+    window = LossWindow(rt.device, state.loss_sum, state.loss_steps)
     if rt.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(rt.device)
+    schedule = schedule_of(cfg)
     model.train()
     stopped_early = False
     try:
-        while step < stop_step:
-            # -- one optimizer step over grad_accum micro-batches ----------------------------------
-            for micro in range(cfg.grad_accum):
-                t_wait = time.perf_counter()
-                batch = next(batches)
-                window["wait"] += time.perf_counter() - t_wait
-                x = batch["input_ids"].to(rt.device, non_blocking=True)  # (b, B) int64
-                y = batch["labels"].to(rt.device, non_blocking=True)  # (b, B) int64, already shifted
-                last = micro == cfg.grad_accum - 1
-                sync = model.no_sync() if rt.distributed and not last else nullcontext()
-                with sync:
-                    with rt.autocast():
-                        logits = model(x).logits
-                    loss = next_token_loss(logits, y) / cfg.grad_accum
-                    scaler.scale(loss).backward()
-                loss_acc += loss.detach()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(),
-                                                       cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step += 1
-            batches_done += cfg.grad_accum
-            tokens_seen += tokens_per_step
-            window["tokens"] += tokens_per_step
-            loss_steps += 1
+        while state.step < stop_step:
+            lr = lr_at(state.step, **schedule)
+            loss, grad_norm = train_step(model, raw_model=raw_model, batches=batches, optimizer=optimizer,
+                                         scaler=scaler, lr=lr, cfg=cfg, rt=rt, meter=meter)
+            window.add(loss, None if scaler.is_enabled() else grad_norm)
+            state.step += 1
+            state.tokens_seen += tokens_per_step
+            meter.add(tokens_per_step)
             bar.advance(1)
-
-            # -- logging, evaluation, checkpoints ----------------------------------------------------
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                record = _log_record(step, loss_acc / loss_steps, window, grad_norm, scheduler, rt, fpt, peak)
-                loss_acc.zero_()
-                loss_steps = 0
+            if news := stop.news():
+                show(news)
+            last = state.step == cfg.max_steps
+            if state.step % cfg.log_every == 0 or last:
+                refuse_non_finite(window, step=state.step, ckpt=ckpt, rt=rt)
+                record = log_record(state.step, loss=window.mean(), lr=lr, grad_norm=grad_norm,
+                                    reading=meter.take(), rt=rt, flops_per_token=fpt, peak=peak)
+                window.reset()
                 metrics.log(record)
                 bar.note(f"loss {record['loss']:.3f}  {human(record['tokens_per_s'])} tok/s")
-                _print_line(bar, say, record)
-                window = {"t": time.perf_counter(), "wait": 0.0, "tokens": 0}
-            if evalset is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                eval_loss, ppl = evaluate(model, evalset, cfg.batch_size, rt)
-                metrics.log({"step": step, "eval_loss": eval_loss, "eval_ppl": ppl})
-                _print_line(bar, say, {"step": step, "eval_loss": eval_loss, "eval_ppl": ppl})
-            stopping = agree(stop.requested, rt) or step == stop_step
-            if step % cfg.checkpoint_every == 0 or stopping:
-                path = _save(run_dir, step, tokens_seen, batches_done, (loss_acc.item(), loss_steps), cfg, rt, data,
-                             raw_model, optimizer, scheduler, scaler)
-                if step % cfg.checkpoint_every != 0:
-                    _print_line(bar, say, {"step": step, "checkpoint": str(path)})
-            if stopping and step < cfg.max_steps:
+                show(train_line(record))
+            if evalset is not None and (state.step % cfg.eval_every == 0 or last):
+                with meter.paused():
+                    eval_loss = evaluation(raw_model, evalset, step=state.step, cfg=cfg, rt=rt, metrics=metrics,
+                                           show=show)
+                    metrics.redraw(f"step {state.step} of {cfg.max_steps}, {human(state.tokens_seen)} tokens")
+            stopping = agree(stop.requested is not None, rt) or state.step == stop_step
+            if state.step % cfg.checkpoint_every == 0 or stopping:
+                refuse_non_finite(window, step=state.step, ckpt=ckpt, rt=rt)
+                with meter.paused() as took:
+                    path = save_checkpoint(ckpt, state=state, window=window, plan=plan, rt=rt, model=raw_model,
+                                           optimizer=optimizer, scaler=scaler)
+                if rt.main:
+                    metrics.log({"step": state.step, "checkpoint": str(path), "checkpoint_seconds": round(took(), 3)})
+                    show(f"step {state.step} | checkpoint {path} | {took():.1f} s")
+            if stopping and state.step < cfg.max_steps:
                 stopped_early = True
                 break
     finally:
         stop.restore()
         bar.close()
-        plot = metrics.close()
+        metrics.redraw(f"step {state.step} of {cfg.max_steps}, {human(state.tokens_seen)} tokens")
+        metrics.close()
         del batches  # shuts the DataLoader workers down after the last checkpoint
-    if plot is not None:
-        say(f"loss curve: {plot}")
+    if metrics.plot_path.exists() and rt.main:
+        say(f"loss curve: {metrics.plot_path}")
     if stopped_early:
-        say(f"stopped at step {step}; continue with: train --out {run_dir} --resume")
-        return Result(step, False, eval_loss, None, None)
-    final_dir, sample = _release(run_dir, cfg, rt, data, raw_model, vocab, step, tokens_seen, say)
-    return Result(step, True, eval_loss, final_dir, sample)
+        say(f"stopped at step {state.step}; continue with: train --out {run_dir} --resume")
+        return Result(state.step, False, eval_loss, None, None)
+    final_dir, sample = release(ckpt, plan=plan, rt=rt, model=raw_model, vocab=vocab, state=state, say=say)
+    return Result(state.step, True, eval_loss, final_dir, sample)
 
 
-def _resume_point(cfg: TrainConfig, run_dir: Path) -> Path | None:
-    latest = checkpoint.latest(run_dir)
-    if latest is not None and not cfg.resume:
-        raise UsageError(f"--out {run_dir} already holds checkpoints (newest: {latest.name}); pass --resume to "
-                         "continue that run, or choose another --out")
-    return latest if cfg.resume else None
+def train_step(model, *, raw_model, batches, optimizer, scaler, lr: float, cfg, rt: Runtime,
+               meter: Throughput) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over cfg.grad_accum micro-batches at learning rate `lr`.
+
+    Returns this process's step loss and the global gradient norm, both still on the device.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    step_loss = torch.zeros((), dtype=torch.float32, device=rt.device)
+    for micro in range(cfg.grad_accum):
+        with meter.waiting():
+            batch = next(batches)
+        x = batch["input_ids"].to(rt.device, non_blocking=True)  # (b, B) int64
+        y = batch["labels"].to(rt.device, non_blocking=True)  # (b, B) int64, already shifted
+        last = micro == cfg.grad_accum - 1
+        with model.no_sync() if rt.distributed and not last else nullcontext():
+            with rt.autocast():
+                logits = model(x).logits
+            loss = next_token_loss(logits, y) / cfg.grad_accum
+            scaler.scale(loss).backward()
+        step_loss += loss.detach()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(),
+                                               cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss, grad_norm
 
 
-def _restore(path, cfg, rt, data: RunData, model, optimizer, scheduler, scaler) -> tuple[int, int, int, tuple]:
-    state, meta = checkpoint.load(path)
-    if meta["world_size"] != rt.world_size:
-        raise UsageError(f"{path} was written by {meta['world_size']} processes, this run has {rt.world_size}; "
-                         "resume with the same number (torchrun --nproc-per-node)")
-    if meta["fingerprints"] != data.fingerprints and not cfg.allow_data_change:
-        raise UsageError(f"the datasets' fingerprints differ from those in {path} (the data changed since the run "
-                         "started); pass --allow-data-change to resume anyway")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    mine = state["ranks"][rt.rank]
-    set_rng_state(mine["rng"])
-    return meta["step"], meta["tokens_seen"], meta["data"]["batches"], tuple(mine["loss_window"])
+def refuse_non_finite(window: LossWindow, *, step: int, ckpt: Checkpointer, rt: Runtime) -> None:
+    """Stop the run, saving nothing, if a step since the last check had a non-finite loss or
+    gradient: the checked flags are synchronized here, at log and checkpoint steps only."""
+    reduce = None
+    if rt.distributed:
+        reduce = lambda t: torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)  # noqa: E731
+    bad = window.first_bad(step, reduce)
+    if bad is None:
+        return
+    good = ckpt.complete()
+    where = (f"the newest good checkpoint is {good[-1]}: start a new run from it with a lower --lr "
+             f"(train --init-from {good[-1]} --out NEW_RUN ...)") if good else "no checkpoint was written before it"
+    raise TrainingDiverged(f"step {bad}: the training loss (or its gradient) is not finite; stopped without saving "
+                           f"a checkpoint; {where}")
 
 
-def _save(run_dir, step, tokens_seen, batches_done, loss_window, cfg, rt, data, model, optimizer, scheduler,
-          scaler) -> Path | None:
-    mine = {"rng": rng_state(), "loss_window": list(loss_window)}  # what differs between ranks
+def log_record(step: int, *, loss: torch.Tensor, lr: float, grad_norm: torch.Tensor, reading, rt: Runtime,
+               flops_per_token: float, peak: float | None) -> dict[str, Any]:
+    if rt.distributed:
+        torch.distributed.all_reduce(loss)
+        loss = loss / rt.world_size
+    tps = reading.tokens_per_s
+    # The loss keeps full precision: resumed runs are compared with it bit for bit.
+    record = {"step": step, "loss": loss.item(), "lr": lr, "grad_norm": round(float(grad_norm), 6),
+              "tokens_per_s": round(tps, 1), "data_wait": round(reading.wait_share, 4),
+              "train_seconds": round(reading.seconds, 4)}
+    if peak is not None:
+        record["mfu"] = round(flops_per_token * tps / rt.world_size / peak, 4)
+    if rt.device.type == "cuda":
+        record["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(rt.device) / 2**30, 2)
+    return record
+
+
+def train_line(record: dict[str, Any]) -> str:
+    parts = [f"step {record['step']}", f"loss {record['loss']:.4f}", f"lr {record['lr']:.2e}",
+             f"grad {record['grad_norm']:.3f}", f"{human(record['tokens_per_s'])} tok/s",
+             f"data wait {record['data_wait']:.1%}"]
+    if "mfu" in record:
+        parts.append(f"mfu {record['mfu']:.1%}")
+    if "peak_mem_gb" in record:
+        parts.append(f"mem {record['peak_mem_gb']:.1f}GB")
+    return " | ".join(parts)
+
+
+def evaluation(model, evalset: EvalSet, *, step: int, cfg, rt: Runtime, metrics: Metrics, show) -> float:
+    """Evaluate, log {"step", "eval_loss", "eval_ppl", "eval_seconds"} and print its own line."""
+    t0 = time.perf_counter()
+    loss, ppl = evaluate(model, evalset, cfg.batch_size, rt)
+    took = time.perf_counter() - t0
+    metrics.log({"step": step, "eval_loss": loss, "eval_ppl": ppl, "eval_seconds": round(took, 3)})
+    show(f"step {step} | eval loss {loss:.4f} | ppl {ppl:.2f} | {took:.1f} s")
+    return loss
+
+
+def restore(ckpt: Checkpointer, plan: Plan, *, rt: Runtime, model, optimizer, scaler, say) -> TrainState:
+    """Weights, optimizer, grad scaler and TrainState from the plan's checkpoint."""
+    saved = ckpt.load_state(plan.resume)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scaler.load_state_dict(saved["scaler"])
+    state, same = TrainState.restored(plan.resume.meta, saved["ranks"], rank=rt.rank, world_size=rt.world_size,
+                                      seed=plan.cfg.seed)
+    del saved
+    say(f"resumed from {plan.resume.path} (step {state.step}, {state.tokens_seen:,} tokens seen)")
+    if not same:
+        say(f"note: {plan.resume.layout[0]} process(es) wrote the checkpoint, {rt.world_size} resume it: random "
+            "states are seeded anew (only dropout uses them)")
+    return state
+
+
+def save_checkpoint(ckpt: Checkpointer, *, state: TrainState, window: LossWindow, plan: Plan, rt: Runtime, model,
+                    optimizer, scaler) -> Path | None:
+    """Every process contributes its RNG and loss window; rank 0 writes; all wait for it."""
+    state.loss_sum, state.loss_steps = window.saved()
+    mine = state.rank_part()
     ranks = [None] * rt.world_size
     if rt.distributed:
         torch.distributed.all_gather_object(ranks, mine)
@@ -237,66 +301,84 @@ def _save(run_dir, step, tokens_seen, batches_done, loss_window, cfg, rt, data, 
         ranks = [mine]
     path = None
     if rt.main:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "ranks": ranks}
-        meta = {"step": step, "tokens_seen": tokens_seen, "data": {"batches": batches_done},
-                "fingerprints": data.fingerprints, "world_size": rt.world_size, "config": cfg.to_json(),
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        path = checkpoint.save(run_dir, step, state, meta, cfg.keep)
+        cfg = plan.cfg
+        tensors = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                   "ranks": ranks}
+        meta = {**state.meta(), "global_batch": rt.world_size * cfg.batch_size * cfg.grad_accum,
+                "layout": {"world_size": rt.world_size, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum},
+                "fingerprints": plan.data.fingerprints, "tokenizer_sha256": plan.data.tokenizer_sha256,
+                "datasets": [str(d.path.resolve()) for d in plan.data.train], "model": model_meta(model),
+                "config": cfg.to_json(), "tool": {"name": "shardtrain", "version": __version__}}
+        try:
+            path = ckpt.save(state.step, tensors, meta)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            good = ckpt.complete()
+            need = sum(t.numel() * t.element_size() for t in _tensors(tensors))
+            raise ShardFormatError(
+                f"{e.filename or ckpt.root}: no space left on device while saving the checkpoint of step {state.step} "
+                f"(about {human(need, 'B')} needed); nothing of it was kept; the newest complete checkpoint is "
+                f"{good[-1] if good else 'none'}: free space and run `train --out {ckpt.run_dir} --resume`") from None
     if rt.distributed:
         torch.distributed.barrier()  # nobody runs ahead of a checkpoint that may be needed
     return path
 
 
-def _log_record(step, loss, window, grad_norm, scheduler, rt, fpt, peak) -> dict[str, Any]:
-    if rt.distributed:
-        torch.distributed.all_reduce(loss)
-        loss = loss / rt.world_size
-    elapsed = max(time.perf_counter() - window["t"], 1e-9)
-    tps = window["tokens"] / elapsed
-    # The loss keeps full precision: resumed runs are compared with it bit for bit.
-    record = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-              "grad_norm": round(float(grad_norm), 6), "tokens_per_s": round(tps, 1),
-              "data_wait": round(window["wait"] / elapsed, 4)}
-    if peak is not None:
-        record["mfu"] = round(fpt * tps / rt.world_size / peak, 4)
-    if rt.device.type == "cuda":
-        record["peak_mem_gb"] = round(torch.cuda.max_memory_allocated(rt.device) / 2**30, 2)
-    return record
+def _tensors(obj) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
 
 
-def _print_line(bar: Progress, say, record: dict[str, Any]) -> None:
-    if "checkpoint" in record:
-        line = f"step {record['step']} | checkpoint {record['checkpoint']}"
-    elif "eval_loss" in record:
-        line = f"step {record['step']} | eval loss {record['eval_loss']:.4f} | ppl {record['eval_ppl']:.2f}"
-    else:
-        parts = [f"step {record['step']}", f"loss {record['loss']:.4f}", f"lr {record['lr']:.2e}",
-                 f"grad {record['grad_norm']:.3f}", f"{human(record['tokens_per_s'])} tok/s",
-                 f"data wait {record['data_wait']:.1%}"]
-        if "mfu" in record:
-            parts.append(f"mfu {record['mfu']:.1%}")
-        if "peak_mem_gb" in record:
-            parts.append(f"mem {record['peak_mem_gb']:.1f}GB")
-        line = " | ".join(parts)
-    bar.above(lambda: say(line))
+def vocab_of(data: RunData) -> Vocab:
+    m = data.first.manifest
+    return Vocab(size=m.vocab_size, bos_id=m.raw["tokenizer"].get("bos_id"), eos_id=m.eos_id)
 
 
-def _release(run_dir, cfg, rt, data, model, vocab: Vocab, step, tokens_seen, say):
+def finished_run(ckpt: Checkpointer, *, plan: Plan, rt: Runtime, model, vocab: Vocab, state: TrainState,
+                 say) -> Result:
+    """--resume on a run at --max-steps: write final/ if a kill left it missing, else say how to go on."""
+    cfg = plan.cfg
+    if ckpt.final_complete():
+        say(f"the run in {cfg.out} already finished at step {state.step} (final model: {ckpt.final}); to train "
+            f"further, start a new run from its weights: train --init-from {ckpt.final} --data ... --out NEW_RUN")
+        return Result(state.step, True, None, ckpt.final, None)
+    say(f"the run finished at step {state.step} but {ckpt.final} is missing or incomplete: writing it now")
+    final_dir, sample = release(ckpt, plan=plan, rt=rt, model=model, vocab=vocab, state=state, say=say)
+    return Result(state.step, True, None, final_dir, sample)
+
+
+def release(ckpt: Checkpointer, *, plan: Plan, rt: Runtime, model, vocab: Vocab, state: TrainState, say):
     """Write RUN/final (model + the dataset's tokenizer), then print a generated sample."""
     if not rt.main:
         return None, None
-    final = run_dir / FINAL
-    tmp = run_dir / (FINAL + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    cfg, data = plan.cfg, plan.data
     model = trimmed_for_release(model, vocab.size)
-    model.save_pretrained(str(tmp))
-    for f in data.train[0].tokenizer_dir.iterdir():
-        shutil.copy2(f, tmp / f.name)
-    info = {"fingerprints": data.fingerprints, "step": step, "tokens_seen": tokens_seen, "config": cfg.to_json()}
-    (tmp / "shardtrain.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(str(tmp))
+        for f in data.first.tokenizer_dir.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        info = {"fingerprints": data.fingerprints, "tokenizer_sha256": data.tokenizer_sha256, "step": state.step,
+                "tokens_seen": state.tokens_seen, "config": cfg.to_json()}
+        (tmp / "shardtrain.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+    try:
+        final = ckpt.write_final(fill, state.step)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise ShardFormatError(f"{e.filename or ckpt.run_dir}: no space left on device while writing {ckpt.final} "
+                               f"(about {human(sum(p.numel() * p.element_size() for p in model.parameters()), 'B')} "
+                               f"needed); nothing of it was kept: free space and run `train --out {cfg.out} "
+                               "--resume`, which writes it from the last checkpoint") from None
     say(f"final model: {final} (AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained)")
     sample = _sample(final, model, cfg, vocab, rt) if cfg.sample_tokens > 0 else None
     if sample is not None:
@@ -305,10 +387,10 @@ def _release(run_dir, cfg, rt, data, model, vocab: Vocab, step, tokens_seen, say
 
 
 @torch.no_grad()
-def _sample(final: Path, model, cfg: TrainConfig, vocab: Vocab, rt: Runtime) -> str:
-    from transformers import AutoTokenizer
+def _sample(final: Path, model, cfg, vocab: Vocab, rt: Runtime) -> str:
+    from shards.tokenizer_guard import load_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(final))
+    tok = load_tokenizer(final, str(final))
     prompt = tok.encode(cfg.sample_prompt, add_special_tokens=False) if cfg.sample_prompt else []
     if not prompt:  # a document start: what follows an EOS
         prompt = [vocab.eos_id if vocab.eos_id is not None else (vocab.bos_id or 0)]
@@ -329,3 +411,17 @@ def _sample(final: Path, model, cfg: TrainConfig, vocab: Vocab, rt: Runtime) -> 
             current.append(t)
     docs.append(current)
     return (cfg.sample_prompt or "") + "\n".join(tok.decode(d, skip_special_tokens=True) for d in docs)
+
+
+def evaluate_only(plan: Plan, rt: Runtime) -> Result:
+    """--eval-only: the loss and perplexity of --init-from's weights on --valid; writes nothing."""
+    cfg, data = plan.cfg, plan.data
+    model = build_model(None, plan.init, vocab_of(data), dropout=0.0, pad_vocab_to=cfg.pad_vocab_to,
+                        tokenizer_dir=data.valid.tokenizer_dir)
+    model.to(rt.device)
+    evalset = EvalSet(str(data.valid.path), plan.block_size, cfg.eval_blocks, rt)
+    loss, ppl = evaluate(model, evalset, cfg.batch_size, rt)
+    if rt.main:
+        print(f"eval loss {loss:.4f} | ppl {ppl:.2f} | {plan.init.path} on {evalset.total} blocks of "
+              f"{plan.block_size} tokens of {data.valid.path}", flush=True)
+    return Result(0, True, loss, None, None)

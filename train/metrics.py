@@ -41,11 +41,14 @@ def flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -
 
 
 class Metrics:
-    """One JSON object per logged step in RUN/metrics.jsonl (rank 0 only)."""
+    """One JSON object per logged step in RUN/metrics.jsonl (rank 0 only), TensorBoard when it is
+    installed, and RUN/loss.png redrawn at each evaluation (`redraw`)."""
 
-    def __init__(self, run_dir: Path, enabled: bool, keep_until: int | None):
+    def __init__(self, run_dir: Path, enabled: bool, keep_until: int | None, title: str = ""):
         self.path = Path(run_dir) / METRICS
+        self.plot_path = Path(run_dir) / "loss.png"
         self.enabled = enabled
+        self.title = title
         self.tb = None
         if not enabled:
             return
@@ -69,16 +72,22 @@ class Metrics:
             f.write(json.dumps(record) + "\n")
         if self.tb is not None:
             for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
                     self.tb.add_scalar(k, v, record["step"])
 
-    def close(self) -> Path | None:
-        """Flush TensorBoard and draw RUN/loss.png (train and eval loss) if matplotlib exists."""
+    def redraw(self, subtitle: str = "") -> Path | None:
+        """Draw RUN/loss.png from everything logged so far (atomically); None without matplotlib."""
         if not self.enabled:
             return None
-        if self.tb is not None:
+        from train.plot import draw
+
+        title = f"{self.title}\n{subtitle}" if subtitle else self.title
+        return draw(read(self.path), self.plot_path, title)
+
+    def close(self) -> None:
+        if self.enabled and self.tb is not None:
             self.tb.close()
-        return plot(self.path, self.path.parent / "loss.png")
+            self.tb = None
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -89,30 +98,4 @@ def read(path: Path) -> list[dict[str, Any]]:
             out.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-    return out
-
-
-def plot(metrics: Path, out: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    records = read(metrics)
-    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if train:
-        ax.plot(*zip(*train), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals), "o-", label="eval loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

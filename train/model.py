@@ -57,15 +57,36 @@ def gpt2_config(model: str, vocab: Vocab, *, dropout: float, pad_vocab_to: int):
     return config
 
 
-def build_model(model: str | None, init_from: str | None, vocab: Vocab, *, dropout: float, pad_vocab_to: int,
-                tokenizer_dir: Path):
-    """A GPT2LMHeadModel with SDPA attention and no KV cache while training."""
+def build_model(model: str | None, init, vocab: Vocab, *, dropout: float, pad_vocab_to: int, tokenizer_dir: Path):
+    """A GPT2LMHeadModel with SDPA attention and no KV cache while training: a fresh one of the
+    `model` preset/JSON shape, or the weights of `init` (a train.preflight.Weights)."""
     from transformers import GPT2LMHeadModel
 
-    if init_from is not None:
-        return load_pretrained(init_from, vocab, dropout=dropout, tokenizer_dir=tokenizer_dir)
+    if init is not None and init.kind == "hf":
+        return load_pretrained(str(init.path), vocab, dropout=dropout, tokenizer_dir=tokenizer_dir)
+    if init is not None:
+        return from_checkpoint(init.path, init.checkpoint.meta, dropout=dropout)
     config = gpt2_config(model, vocab, dropout=dropout, pad_vocab_to=pad_vocab_to)
     return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+
+
+def from_checkpoint(path: Path, meta: dict, *, dropout: float):
+    """The model saved in a checkpoint: its shape from meta.json, its weights from state.pt."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from train.checkpoint import load_state
+
+    shape = {k: v for k, v in meta["model"]["config"].items() if k not in ("architectures", "transformers_version")}
+    shape.update(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, use_cache=False)
+    model = GPT2LMHeadModel._from_config(GPT2Config(**shape), attn_implementation="sdpa")
+    model.load_state_dict(load_state(path)["model"])
+    return model
+
+
+def model_meta(model) -> dict:
+    """What a checkpoint records of the model, to rebuild it without the run's settings."""
+    config = model.config.to_dict()
+    return {"n_positions": int(model.config.n_positions), "config": config}
 
 
 def load_pretrained(path: str, vocab: Vocab, *, dropout: float, tokenizer_dir: Path):
@@ -74,7 +95,10 @@ def load_pretrained(path: str, vocab: Vocab, *, dropout: float, tokenizer_dir: P
     p = Path(path)
     if not (p / "config.json").is_file():
         raise UsageError(f"--init-from {path}: not a Hugging Face model directory (no config.json)")
-    config = AutoConfig.from_pretrained(str(p))
+    from shards.tokenizer_guard import check_inert
+
+    check_inert(p, f"--init-from {path}")  # its config.json must not name custom code either
+    config = AutoConfig.from_pretrained(str(p), trust_remote_code=False, local_files_only=True)
     if config.model_type != "gpt2":
         raise UsageError(f"--init-from {path}: model_type {config.model_type!r} is not gpt2")
     if config.vocab_size < vocab.size:
@@ -84,7 +108,8 @@ def load_pretrained(path: str, vocab: Vocab, *, dropout: float, tokenizer_dir: P
         raise UsageError(f"--init-from {path}: its vocabulary has {config.vocab_size} tokens, the dataset's "
                          f"tokenizer {vocab.size}, and it holds no tokenizer to compare; it must be the same tokenizer")
     config.update({"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout, "use_cache": False})
-    return GPT2LMHeadModel.from_pretrained(str(p), config=config, attn_implementation="sdpa")
+    return GPT2LMHeadModel.from_pretrained(str(p), config=config, attn_implementation="sdpa", local_files_only=True,
+                                           trust_remote_code=False)
 
 
 def check_tokenizer_match(model_dir: Path, shown: str, tokenizer_dir: Path) -> bool:
@@ -92,10 +117,10 @@ def check_tokenizer_match(model_dir: Path, shown: str, tokenizer_dir: Path) -> b
     False when the model directory holds no tokenizer to compare."""
     if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
         return False
-    from transformers import AutoTokenizer
+    from shards.tokenizer_guard import load_tokenizer
 
-    theirs = AutoTokenizer.from_pretrained(str(model_dir)).get_vocab()
-    ours = AutoTokenizer.from_pretrained(str(tokenizer_dir)).get_vocab()
+    theirs = load_tokenizer(model_dir, f"--init-from {shown}").get_vocab()
+    ours = load_tokenizer(tokenizer_dir, str(tokenizer_dir)).get_vocab()
     if theirs != ours:
         raise UsageError(f"--init-from {shown}: its tokenizer's vocabulary differs from the dataset's tokenizer "
                          f"({len(theirs)} vs {len(ours)} tokens); preprocess the data with --tokenizer {shown}")

@@ -1,8 +1,6 @@
-"""AdamW with weight-decay groups, and the warmup + cosine learning-rate schedule."""
+"""AdamW with weight-decay groups (the learning rate is set each step from train.schedule.lr_at)."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -24,20 +22,3 @@ def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, be
     # The fused kernel is one launch per step on CUDA; on CPU the default loop is fine.
     fused = device.type == "cuda"
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8, fused=fused)
-
-
-def lr_factor(step: int, *, warmup: int, max_steps: int, min_ratio: float) -> float:
-    """Multiplier of the peak lr at `step` (0-based): linear warmup, then cosine to min_ratio.
-
-    With warmup=10, max_steps=100: step 0 -> 0.1, step 9 -> 1.0, step 99 -> ~min_ratio.
-    """
-    if step < warmup:
-        return (step + 1) / warmup
-    span = max(1, max_steps - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, *, warmup: int, max_steps: int, min_ratio: float):
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup=warmup, max_steps=max_steps, min_ratio=min_ratio))

@@ -1,14 +1,12 @@
-"""Runtime facts apart from user settings: device, ranks, precision, seeds, RNG state, signals."""
+"""Runtime facts apart from user settings: device, ranks, precision, CPU threads, signals."""
 
 from __future__ import annotations
 
 import os
-import random
 import signal
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from shards.errors import UsageError
@@ -22,6 +20,7 @@ class Runtime:
     local_rank: int
     amp_dtype: torch.dtype | None  # None: full fp32
     control: object | None = None  # a gloo group for small CPU messages between ranks
+    threads: int = 1  # torch intra-op threads of this process
 
     @property
     def distributed(self) -> bool:
@@ -37,11 +36,29 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
 
-def setup(device: str, precision: str) -> Runtime:
-    """Read torchrun's environment, pick the device and precision, start the process group."""
+def default_threads(workers: int) -> int:
+    """Intra-op threads that do not oversubscribe the machine: this process's share of the cores
+    (the cores it may run on, divided among the training processes of this node), less one per
+    DataLoader worker, which reads and converts batches on a core of its own. At least 1.
+
+    Measured by benchmarks/bench_threads.py: on 2 cores with 1 worker, torch's default (2
+    threads) was slower than 1.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, cores // local - workers)
+
+
+def setup(device: str, precision: str, *, threads: int | None = None, workers: int = 0) -> Runtime:
+    """Read torchrun's environment, pick the device, precision and CPU threads, start the process group."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    n_threads = threads or default_threads(workers)
+    torch.set_num_threads(n_threads)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -61,7 +78,7 @@ def setup(device: str, precision: str) -> Runtime:
                                                  device_id=dev if dev.type == "cuda" else None)
         # Asking every step whether to stop must not wait for the GPU: a CPU-side group answers.
         control = torch.distributed.new_group(backend="gloo")
-    return Runtime(dev, rank, world_size, local_rank, _amp_dtype(precision, dev), control)
+    return Runtime(dev, rank, world_size, local_rank, _amp_dtype(precision, dev), control, n_threads)
 
 
 def _amp_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
@@ -77,51 +94,33 @@ def teardown() -> None:
         torch.distributed.destroy_process_group()
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def rng_state() -> dict:
-    """Every RNG's state as tensors and plain lists (loadable with torch.load(weights_only=True))."""
-    py = random.getstate()
-    npy = np.random.get_state()
-    state = {"python": [py[0], list(py[1]), py[2]],
-             "numpy": [npy[0], npy[1].tolist(), int(npy[2]), int(npy[3]), float(npy[4])],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    npy = state["numpy"]
-    np.random.set_state((npy[0], np.array(npy[1], dtype=np.uint32), npy[2], npy[3], npy[4]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class StopSignal:
-    """SIGTERM or Ctrl-C asks the loop to stop after the current step; a second Ctrl-C forces it."""
+    """SIGTERM or Ctrl-C asks the loop to stop after the current step; a second Ctrl-C forces it.
 
-    def __init__(self, say) -> None:
-        self.requested = False
-        self.say = say
+    The handler only records the signal: printing from a signal handler can land in the middle
+    of another write to the same stream and fail ("reentrant call"). The loop says it (`news`).
+    """
+
+    def __init__(self) -> None:
+        self.requested: int | None = None  # the signal number
+        self._told = False
         self._old = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
+        if self.requested is not None and signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
-        self.requested = True
-        self.say(f"{signal.Signals(signum).name}: finishing this step, saving a checkpoint, then exiting "
-                 "(Ctrl-C again to abort without saving)")
+        self.requested = signum
+
+    def news(self) -> str | None:
+        """The message about a signal received since the last call, once."""
+        if self.requested is None or self._told:
+            return None
+        self._told = True
+        return (f"{signal.Signals(self.requested).name}: finishing this step, saving a checkpoint, then exiting "
+                "(Ctrl-C again to abort without saving)")
 
     def restore(self) -> None:
         for sig, old in self._old.items():
@@ -138,7 +137,7 @@ def ignore_signals_in_worker(_worker_id: int) -> None:
 def agree(flag: bool, rt: Runtime) -> bool:
     """True on every rank when any rank says True (so all ranks stop at the same step)."""
     if not rt.distributed:
-        return flag
+        return bool(flag)
     t = torch.tensor([1.0 if flag else 0.0])  # on the CPU, through the gloo group: no GPU sync
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=rt.control)
     return bool(t.item())

@@ -4,9 +4,11 @@ The dataset is one stream of N tokens. Block i is tokens [i*B, i*B + B + 1): inp
 first B tokens, labels its last B, so consecutive blocks share one token and no next-token
 transition is lost. There are (N - 1) // B blocks.
 
-An epoch deals a permutation of the blocks out in global batches of R * b positions (R ranks,
-b blocks per rank): rank r's k-th batch is permutation positions [k*R*b + r*b, k*R*b + r*b + b).
-The last (n_blocks mod R*b) positions are dropped so every rank runs the same number of steps.
+An epoch deals a permutation of the blocks out in batches of R * b positions (R ranks, b blocks
+per rank): rank r's k-th batch is permutation positions [k*R*b + r*b, k*R*b + r*b + b). With A
+micro-batches per optimizer step, step s is batches s*A .. s*A + A - 1 of every rank, i.e.
+positions [s*G, (s+1)*G) with G = R*b*A: the blocks of a step depend on G alone. The last
+(n_blocks mod G) positions of an epoch are dropped so every rank runs the same whole steps.
 DataLoader worker w of W produces every W-th batch, so the batch sequence a rank sees does not
 depend on W.
 """
@@ -87,19 +89,30 @@ class Permutation:
 
 @dataclass(frozen=True, slots=True)
 class EpochPlan:
-    """How one epoch of `n_blocks` is dealt to `world_size` ranks in batches of `batch_size`."""
+    """How one epoch of `n_blocks` is dealt to `world_size` ranks in batches of `batch_size`.
+
+    With `grad_accum` A, an epoch holds whole optimizer steps of G = world_size * batch_size * A
+    blocks: n_blocks // G steps, each rank's batches a multiple of A. Step s of an epoch is then
+    positions [s*G, (s+1)*G) however G is split, so a run can resume on another number of ranks
+    (or another batch size and accumulation) with the same G and see the same blocks per step.
+    """
 
     n_blocks: int
     world_size: int
     batch_size: int
+    grad_accum: int = 1
+
+    @property
+    def global_batch(self) -> int:
+        return self.world_size * self.batch_size * self.grad_accum
 
     @property
     def batches_per_rank(self) -> int:
-        return self.n_blocks // (self.world_size * self.batch_size)
+        return self.n_blocks // self.global_batch * self.grad_accum
 
     @property
     def dropped(self) -> int:
-        """Blocks left out of each epoch (< world_size * batch_size) so all ranks step together."""
+        """Blocks left out of each epoch (< the global batch) so every step is whole on every rank."""
         return self.n_blocks - self.batches_per_rank * self.world_size * self.batch_size
 
     def positions(self, batch: int, rank: int) -> np.ndarray:
