@@ -19,6 +19,11 @@ INDEX_DTYPE = np.dtype("<i8")
 # Every .npy this package writes has a 128-byte header, as numpy's own np.save writes for 1-D
 # arrays; reserving it up front lets a shard stream to disk before its length is known.
 NPY_HEADER_BYTES = 128
+# Bounds on any .npy header a reader accepts (other writers pad differently): the 10-byte
+# preamble at least, and at most what a version 1.0 header can hold. A hostile header length
+# (version 2 allows 4 GiB) is refused before anything is read, not allocated.
+MIN_NPY_HEADER_BYTES = 10
+MAX_NPY_HEADER_BYTES = 10 + 0xFFFF
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"
 
 
@@ -74,6 +79,9 @@ def read_npy_header(path: Path) -> tuple[np.dtype, int, int]:
                 offset = 12 + hlen
             else:
                 raise ShardFormatError(f"{path}: unsupported .npy version {major}")
+            if offset > MAX_NPY_HEADER_BYTES:
+                raise ShardFormatError(f"{path}: .npy header of {offset:,} bytes is over the "
+                                       f"{MAX_NPY_HEADER_BYTES:,} this format allows; refusing to read it")
             text = f.read(offset - len(head)).decode("latin1")
     except OSError as e:
         raise ShardFormatError(f"{path}: cannot read ({e.strerror})") from None
@@ -82,8 +90,10 @@ def read_npy_header(path: Path) -> tuple[np.dtype, int, int]:
         dtype = np.dtype(meta["descr"])
         shape = tuple(meta["shape"])
         fortran = bool(meta["fortran_order"])
-    except (ValueError, SyntaxError, KeyError, TypeError):
+    except (ValueError, SyntaxError, KeyError, TypeError, RecursionError, MemoryError):
         raise ShardFormatError(f"{path}: truncated or corrupt .npy header") from None
     if len(shape) != 1 or fortran:
         raise ShardFormatError(f"{path}: expected a 1-D array, header says shape {shape}")
-    return dtype, int(shape[0]), offset
+    if type(shape[0]) is not int or shape[0] < 0:
+        raise ShardFormatError(f"{path}: truncated or corrupt .npy header (length {shape[0]!r})")
+    return dtype, shape[0], offset

@@ -45,6 +45,9 @@ class Dataset:
             if dtype != m.dtype or length != entry.num_tokens:
                 raise ShardFormatError(
                     f"{p}: header says {length} x {dtype.name}, manifest says {entry.num_tokens} x {m.dtype.name}")
+            if offset + length * dtype.itemsize != size:  # else reads past the header would miss the ids
+                raise ShardFormatError(f"{p}: a {offset}-byte header and {length} ids do not make its {size} bytes; "
+                                       "run `shards verify`")
             self._offsets.append(offset)
             # The document index is part of the dataset too: refuse a broken copy now, not at
             # the first document lookup deep inside a training run.
@@ -139,10 +142,20 @@ class Dataset:
         shard = int(np.searchsorted(self.doc_starts, d, side="right")) - 1
         local = d - int(self.doc_starts[shard])
         starts = self._doc_index(shard)
+        n = self.manifest.shards[shard].num_tokens
         begin = int(starts[local])
-        end = int(starts[local + 1]) if local + 1 < len(starts) else self.manifest.shards[shard].num_tokens
+        end = int(starts[local + 1]) if local + 1 < len(starts) else n
+        # The index was hashed at verify time, not here: check what this lookup relies on.
+        if not (0 <= begin < end <= n) or (local == 0 and begin != 0):
+            p = self.path / self.manifest.shards[shard].index_file
+            raise ShardFormatError(f"{p}: document {local} of the shard spans [{begin}, {end}), not inside its {n} "
+                                   "tokens in increasing order; run `shards verify`")
         base = int(self.starts[shard])
         return base + begin, base + end
+
+    def document_starts(self, shard: int) -> np.ndarray:
+        """Where each document of shard `shard` starts, in the shard's own token offsets (int64)."""
+        return self._doc_index(shard)
 
     def document(self, d: int) -> np.ndarray:
         return self.read(*self.document_span(d))

@@ -99,6 +99,23 @@ def _check_index(p: Path, entry) -> list[Problem]:
         return [Problem(str(p), f"unreadable document index ({e})")]
     if starts.dtype != INDEX_DTYPE or starts.shape != (entry.num_documents,):
         return [Problem(str(p), f"document index has {starts.shape} x {starts.dtype}, expected ({entry.num_documents},) int64")]
-    if len(starts) and (starts[0] != 0 or np.any(np.diff(starts) <= 0) or starts[-1] >= entry.num_tokens):
-        return [Problem(str(p), "document starts are not 0, strictly increasing and inside the shard")]
+    bad = _first_bad_start(starts, entry.num_tokens)
+    if bad is not None:
+        return [Problem(str(p), f"document starts are not 0, strictly increasing and inside the shard "
+                                f"(first bad: document {bad} of the shard)")]
     return []
+
+
+def _first_bad_start(starts: np.ndarray, num_tokens: int) -> int | None:
+    """The first document whose start breaks 0 = s[0] < s[1] < ... < num_tokens, in bounded chunks."""
+    prev = -1
+    for lo in range(0, len(starts), _CHUNK_TOKENS):
+        chunk = np.asarray(starts[lo:lo + _CHUNK_TOKENS])
+        if lo == 0 and chunk[0] != 0:
+            return 0
+        steps = np.diff(chunk, prepend=prev)
+        wrong = (steps <= 0) | (chunk >= num_tokens)
+        if wrong.any():
+            return lo + int(np.argmax(wrong))
+        prev = int(chunk[-1])
+    return None

@@ -187,7 +187,7 @@ def test_newer_format_version_is_refused(dataset):
     ({"format_version": "1"}, "bad format_version"),
     ({"dtype": "int8"}, "unsupported token dtype"),
     ({"num_tokens": 1}, "do not add up"),
-    ({"shards": [{"file": "x"}]}, "malformed entry"),
+    ({"shards": [{"file": "x"}]}, r"shards\[0\] lacks num_tokens"),
 ])
 def test_inconsistent_manifest_is_refused(dataset, changes, message):
     _edit_manifest(dataset, **changes)

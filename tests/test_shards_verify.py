@@ -88,7 +88,8 @@ def test_inconsistent_document_index_is_found(dataset):
 
     m["shards"][0].update(index_sha256=sha256_file(victim), index_bytes=victim.stat().st_size)
     (dataset / "manifest.json").write_text(json.dumps(m))
-    assert _problems(dataset) == [f"{victim}: document starts are not 0, strictly increasing and inside the shard"]
+    assert _problems(dataset) == [f"{victim}: document starts are not 0, strictly increasing and inside the shard "
+                                 "(first bad: document 2 of the shard)"]
 
 
 def test_changed_tokenizer_is_found(dataset):
