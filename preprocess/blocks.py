@@ -1,24 +1,52 @@
-"""Cutting a unit of input into blocks of whole lines: the main process's only per-byte work.
+"""How bytes become lines: the one definition, used by the main process's cutting and by the workers.
 
-The main process reads the (decompressed) bytes and hands the workers blocks of about
-`block_bytes` that end at a line end, so every line lies whole in one block and all per-line
-work (decoding, JSON, cleaning, tokenizing) happens in the workers. Finding line ends is done
-by bytes methods in C. A `.txt` line longer than `max_doc_bytes` is handed out as blocks of
-one piece each, cut exactly where `reader.split_long` would cut it, so memory stays bounded
-and the ids do not depend on how the file was read.
+A line ends with `\\n`, `\\r\\n` or `\\r`. The main process reads a (decompressed) stream and
+hands the workers blocks of about `block_bytes` that end at a line end, so every line lies
+whole in one block (`read_blocks`, the only state machine over a stream); a worker (or
+`reader.read_unit`, in this process) splits a block back into its lines with `block_lines`.
+A line longer than `max_bytes` is cut by `cut_point` into pieces, the same ones whether it
+arrives whole in a block (`split_long`) or is cut while still being read: the ids never
+depend on how the file was read.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import lzma
+import os
+import re
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from preprocess.errors import InputError
-from preprocess.inputs import InputFile, Unit
-from preprocess.reader import EOL, Cursor, cut_point, first_line_start, open_binary, split_long
+from preprocess.inputs import InputFile, Unit, unit_bytes
 
 BLOCK_BYTES = 1 << 20
+EOL = re.compile(rb"\r\n|\r|\n")
+BOM = b"\xef\xbb\xbf"
+# Where a long document may be cut: right after a sentence end, else after a space.
+_SENTENCE_ENDS = tuple(s.encode() for s in ("\u3002", "\uff01", "\uff1f", ". ", "! ", "? ", "\n"))
+
+# progress(n, resumed): n more bytes of the unit are done; resumed=True for bytes an earlier
+# (interrupted) run did, which count towards the total but not towards this run's rate.
+ProgressFn = Callable[[int, bool], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where reading resumes: unit `unit` at `offset`, a line start (decompressed bytes) or, for
+    Parquet and Arrow, a row number of the file."""
+
+    unit: int
+    offset: int
+    line: int | None  # 1-based line number at `offset`; None when the unit began mid-file or for rows
+
+    def to_json(self) -> dict:
+        return {"unit": self.unit, "offset": self.offset, "line": self.line}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,20 +74,39 @@ class Block:
         return Cursor(self.unit, self.end, None if self.line is None else self.line + self.lines)
 
 
-def in_valid(digest: bytes, fraction: float) -> bool:
-    """A document goes to the validation set when the hash of its text falls below `fraction`."""
-    return int.from_bytes(digest[:8], "big") < fraction * 2.0**64
+def cut_point(window: bytes) -> int:
+    """Where to end a piece of a too-long document, given its next max_doc_bytes bytes.
+
+    Right after the last sentence end in the window's final quarter ("。", "！", "？", ". ",
+    "! ", "? ", newline), else after its last space there, else at the last UTF-8 character
+    boundary. It depends on the window alone, so the cut is the same however the file was
+    read: for b"...です。そして..." it falls right after "。".
+    """
+    n = len(window)
+    floor = n - n // 4
+    ends = [i + len(s) for s in _SENTENCE_ENDS if (i := window.rfind(s, floor)) >= 0]
+    if ends:
+        return max(ends)
+    space = window.rfind(b" ", floor)
+    if space >= 0:
+        return space + 1
+    i = n - 1  # back up over continuation bytes (10xxxxxx) to the last character's lead byte
+    while i > 0 and n - i < 4 and 0x80 <= window[i] < 0xC0:
+        i -= 1
+    lead = window[i]
+    width = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    return n if i + width <= n else max(i, 1)
 
 
-def goes_to_valid(text: Iterable[bytes], fraction: float) -> bool:
-    """The side of a document given its cleaned UTF-8 text, whole or in pieces (one rule for the
-    fast path, the line-by-line path and documents joined from piece blocks)."""
-    if not fraction:
-        return False
-    h = hashlib.blake2b(digest_size=8)
-    for part in text:
-        h.update(part)
-    return in_valid(h.digest(), fraction)
+def split_long(data: bytes, max_bytes: int) -> list[bytes]:
+    """Cut `data` into pieces of at most max_bytes with `cut_point` (one piece if it fits)."""
+    pieces = []
+    while len(data) > max_bytes:
+        cut = cut_point(data[:max_bytes])
+        pieces.append(data[:cut])
+        data = data[cut:]
+    pieces.append(data)
+    return pieces
 
 
 def count_lines(data: bytes) -> int:
@@ -68,6 +115,199 @@ def count_lines(data: bytes) -> int:
     if b"\r" in data:
         n += data.count(b"\r") - data.count(b"\r\n")
     return n + (1 if data and data[-1:] not in (b"\n", b"\r") else 0)
+
+
+def block_lines(block: Block, max_bytes: int | None) -> Iterator[tuple[bytes, bool, bool, int]]:
+    """(data, first, last, end) for every line of a block, or piece of a line over max_bytes.
+
+    `first`/`last` tell whether a piece begins/ends its line; `end` is the offset just past
+    the piece (for a line's last piece: past its line end, the next line's start). A whole
+    block holds complete lines, so no state carries over from one block to the next.
+    """
+    if not block.whole:
+        yield block.data, block.first, block.last, block.end
+        return
+    data, base, pos = block.data, block.offset, 0
+    for m in EOL.finditer(data):
+        yield from _pieces(data[pos:m.start()], base + pos, base + m.end(), max_bytes)
+        pos = m.end()
+    if pos < len(data):  # the file's last line, without a line end
+        yield from _pieces(data[pos:], base + pos, base + len(data), max_bytes)
+
+
+def _pieces(line: bytes, start: int, end: int, max_bytes: int | None):
+    parts = split_long(line, max_bytes) if max_bytes is not None and len(line) > max_bytes else [line]
+    for j, part in enumerate(parts):
+        last = j == len(parts) - 1
+        start += len(part)
+        yield part, j == 0, last, end if last else start
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+def open_binary(f: InputFile) -> tuple[BinaryIO, BinaryIO]:
+    """(decompressed stream, raw file); the raw file's position measures progress.
+
+    Opened without blocking and checked to be a regular file: a FIFO or device swapped in
+    since the inputs were listed is refused here instead of hanging or reading forever.
+    """
+    try:
+        fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise InputError(f"{f.name}: cannot open ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{f.name}: not a regular file any more; preprocess reads regular files only")
+    raw = os.fdopen(fd, "rb")  # O_NONBLOCK does nothing for regular files
+    if f.compression is None:
+        return raw, raw
+    if f.compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+    if f.compression == "bz2":
+        return bz2.BZ2File(raw, mode="rb"), raw
+    if f.compression == "xz":
+        return lzma.LZMAFile(raw, mode="rb"), raw
+    import zstandard
+
+    # read_across_frames: pzstd and concatenated files hold several frames; stopping after the
+    # first would silently drop the rest.
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), raw
+
+
+def first_line_start(stream: BinaryIO, start: int, chunk: int = BLOCK_BYTES) -> int:
+    """The first offset >= start where a line begins: 0, or just past a line end."""
+    if start == 0:
+        return 0
+    stream.seek(start - 1)
+    prev = stream.read(1)
+    if prev == b"\n":
+        return start
+    if prev == b"\r":
+        return start + 1 if stream.read(1) == b"\n" else start
+    pos = start
+    while data := stream.read(chunk):
+        m = EOL.search(data)
+        if m is None:
+            pos += len(data)
+            continue
+        end = pos + m.end()
+        if m.group() == b"\r" and m.end() == len(data) and stream.read(1) == b"\n":
+            end += 1
+        return end
+    return pos
+
+
+def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_doc_bytes: int,
+                block_bytes: int = BLOCK_BYTES, resume: Cursor | None = None,
+                progress: ProgressFn | None = None) -> Iterator[Block]:
+    """The blocks of unit `index`, from its start or from `resume` (a line start)."""
+    unit = units[index]
+    f = files[unit.file]
+    stream, raw = open_binary(f)
+    meter = _Meter(f, unit, raw, progress)
+    try:
+        if resume is not None:
+            base, line = resume.offset, resume.line
+        else:
+            base = first_line_start(stream, unit.start, block_bytes)
+            line = 1 if base == 0 else None
+        stream.seek(base)
+        meter.update(resumed=resume is not None)
+        limit = max_doc_bytes if f.fmt == "txt" else None  # a JSON line cannot be cut
+        yield from _frame(stream, meter, index, unit.file, base, line, unit.stop, limit, block_bytes)
+        meter.finish()
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise InputError(f"{f.name}: cannot read ({e})") from None
+    finally:
+        stream.close()
+        raw.close()
+
+
+class _Meter:
+    """Progress of one unit in raw (on-disk) bytes, capped at the unit's share of the total."""
+
+    def __init__(self, f: InputFile, unit: Unit, raw: BinaryIO, progress: ProgressFn | None):
+        self.raw, self.progress = raw, progress
+        self.origin = unit.start if f.compression is None else 0
+        self.budget, self.done = unit_bytes(f, unit), 0
+
+    def update(self, resumed: bool = False) -> None:
+        if self.progress is not None:
+            self._add(min(max(self.raw.tell() - self.origin, 0), self.budget) - self.done, resumed)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self._add(self.budget - self.done, False)
+
+    def _add(self, n: int, resumed: bool) -> None:
+        if n > 0:
+            self.done += n
+            self.progress(n, resumed)
+
+
+def _frame(stream: BinaryIO, meter: _Meter, index: int, file: int, base: int, line: int | None,
+           stop: int | None, limit: int | None, block_bytes: int) -> Iterator[Block]:
+    """Cut the stream, positioned at `base` (a line start), into blocks of whole lines and
+    pieces of too-long lines, up to the first line starting at or past `stop`."""
+    buf, eof, in_line = bytearray(), False, False  # in_line: buf[0] continues a line begun before
+    while True:
+        if stop is not None and not in_line and base >= stop:
+            return
+        if not eof:
+            chunk = stream.read(block_bytes)
+            eof = not chunk
+            buf += chunk
+            meter.update()
+        if in_line:  # the rest of a too-long line
+            m = EOL.search(buf)
+            # A final "\r" may be half of "\r\n": the line's text is then one byte shorter.
+            pending_cr = m is not None and m.group() == b"\r" and m.end() == len(buf) and not eof
+            if m is None or pending_cr:
+                if not eof:
+                    while len(buf) - pending_cr > limit:
+                        cut = cut_point(bytes(buf[:limit]))
+                        yield Block(index, file, bytes(buf[:cut]), base, base + cut, line, False, False, False)
+                        del buf[:cut]
+                        base += cut
+                    continue
+                m = None  # the file ends inside the line
+            tail_end, line_end = (m.start(), m.end()) if m else (len(buf), len(buf))
+            pieces = split_long(bytes(buf[:tail_end]), limit)
+            origin = base
+            for j, piece in enumerate(pieces):
+                last = j == len(pieces) - 1
+                end = origin + line_end if last else base + len(piece)
+                yield Block(index, file, piece, base, end, line, False, False, last, int(last))
+                base = end
+            del buf[:line_end]
+            line = None if line is None else line + 1
+            in_line = False
+            continue
+        end = _last_line_end(buf, eof)
+        finishing = False
+        if stop is not None and base + len(buf) > stop:
+            q = _line_start_at_or_after(buf, stop - base, eof)
+            if q is not None and q <= end:
+                end, finishing = q, True
+        if end > 0:
+            data = bytes(buf[:end])
+            n = count_lines(data)
+            yield Block(index, file, data, base, base + end, line, True, lines=n)
+            line = None if line is None else line + n
+            del buf[:end]
+            base += end
+        if finishing or (eof and not buf):
+            return
+        if limit is not None and len(buf) > limit and not EOL.search(buf):
+            # A line with no end in sight: hand out the pieces it will surely have.
+            first = True
+            while len(buf) > limit:
+                cut = cut_point(bytes(buf[:limit]))
+                yield Block(index, file, bytes(buf[:cut]), base, base + cut, line, False, first, False)
+                del buf[:cut]
+                base += cut
+                first = False
+            in_line = True
 
 
 def _last_line_end(buf: bytearray, eof: bool) -> int:
@@ -92,86 +332,19 @@ def _line_start_at_or_after(buf: bytearray, p: int, eof: bool) -> int | None:
     return m.end()
 
 
-def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_doc_bytes: int,
-                block_bytes: int = BLOCK_BYTES, resume: Cursor | None = None,
-                progress: Callable[[int], None] | None = None) -> Iterator[Block]:
-    """The blocks of unit `index`, from its start or from `resume` (a line start)."""
-    unit = units[index]
-    f = files[unit.file]
-    limit = max_doc_bytes if f.fmt == "txt" else None  # a JSON line cannot be cut
-    stream, raw = open_binary(f)
-    seen = 0
-    try:
-        if resume is not None:
-            base, line = resume.offset, resume.line
-        else:
-            base = first_line_start(stream, unit.start)
-            line = 1 if base == 0 else None
-        stream.seek(base)
-        buf, eof, in_line = bytearray(), False, False  # in_line: buf[0] continues a line begun before
-        while True:
-            if unit.stop is not None and not in_line and base >= unit.stop:
-                return
-            if not eof:
-                chunk = stream.read(block_bytes)
-                eof = not chunk
-                buf += chunk
-                if progress is not None:
-                    now = raw.tell()
-                    progress(now - seen)
-                    seen = now
-            if in_line:  # the rest of a too-long line
-                m = EOL.search(buf)
-                # A final "\r" may be half of "\r\n": the line's text is then one byte shorter.
-                pending_cr = m is not None and m.group() == b"\r" and m.end() == len(buf) and not eof
-                if m is None or pending_cr:
-                    if not eof:
-                        while len(buf) - pending_cr > limit:
-                            cut = cut_point(bytes(buf[:limit]))
-                            yield Block(index, unit.file, bytes(buf[:cut]), base, base + cut, line, False, False, False)
-                            del buf[:cut]
-                            base += cut
-                        continue
-                    m = None  # the file ends inside the line
-                tail_end, line_end = (m.start(), m.end()) if m else (len(buf), len(buf))
-                pieces = split_long(bytes(buf[:tail_end]), limit)
-                origin = base
-                for j, piece in enumerate(pieces):
-                    last = j == len(pieces) - 1
-                    stop = origin + line_end if last else base + len(piece)
-                    yield Block(index, unit.file, piece, base, stop, line, False, False, last, int(last))
-                    base = stop
-                del buf[:line_end]
-                line = None if line is None else line + 1
-                in_line = False
-                continue
-            end = _last_line_end(buf, eof)
-            finishing = False
-            if unit.stop is not None and base + len(buf) > unit.stop:
-                q = _line_start_at_or_after(buf, unit.stop - base, eof)
-                if q is not None and q <= end:
-                    end, finishing = q, True
-            if end > 0:
-                data = bytes(buf[:end])
-                n = count_lines(data)
-                yield Block(index, unit.file, data, base, base + end, line, True, lines=n)
-                line = None if line is None else line + n
-                del buf[:end]
-                base += end
-            if finishing or (eof and not buf):
-                return
-            if limit is not None and len(buf) > limit and not EOL.search(buf):
-                # A line with no end in sight: hand out the pieces it will surely have.
-                first = True
-                while len(buf) > limit:
-                    cut = cut_point(bytes(buf[:limit]))
-                    yield Block(index, unit.file, bytes(buf[:cut]), base, base + cut, line, False, first, False)
-                    del buf[:cut]
-                    base += cut
-                    first = False
-                in_line = True
-    except (OSError, EOFError) as e:
-        raise InputError(f"{f.name}: cannot read ({e})") from None
-    finally:
-        stream.close()
-        raw.close()
+# -- the validation split ---------------------------------------------------------------------
+
+def in_valid(digest: bytes, fraction: float) -> bool:
+    """A document goes to the validation set when the hash of its text falls below `fraction`."""
+    return int.from_bytes(digest[:8], "big") < fraction * 2.0**64
+
+
+def goes_to_valid(text: Iterable[bytes], fraction: float) -> bool:
+    """The side of a document given its cleaned UTF-8 text, whole or in pieces (one rule for the
+    fast path, the line-by-line path and documents joined from piece blocks)."""
+    if not fraction:
+        return False
+    h = hashlib.blake2b(digest_size=8)
+    for part in text:
+        h.update(part)
+    return in_valid(h.digest(), fraction)

@@ -14,10 +14,11 @@ import numpy as np
 
 import shards
 from preprocess import worker
-from preprocess.blocks import Block, goes_to_valid, read_blocks
+from preprocess.blocks import goes_to_valid
+from preprocess.columnar import check_columns
 from preprocess.errors import InputError
-from preprocess.inputs import InputFile, Unit
-from preprocess.reader import Cursor
+from preprocess.inputs import unit_bytes
+from preprocess.reader import Cursor, Task, tasks
 from shards.console import Progress
 
 # Bytes of text per worker task, at most. Large blocks amortize the main process's cost per
@@ -64,8 +65,14 @@ class Encoding:
         # (imports, loading the tokenizer) is left out. [t_first, t_last, tokens after the first]
         self.clock: list[float] = []
         self.dtype = shards.dtype_for_vocab(info.vocab_size)
+        check_columns([files[i] for i in sorted({u.file for u in units})], cfg.text_key)
         total = sum(unit_bytes(files[u.file], u) for u in units)
-        self.bar = Progress(total, "B", label="preprocess", enabled=False if cfg.quiet else None)
+        cursor = state["cursor"]
+        self.resume = Cursor(**cursor) if cursor else None
+        # A resumed run's bar starts where the interrupted one stopped: the units it finished
+        # now, the part of the current one when reading gets there (see _progress).
+        done = sum(unit_bytes(files[u.file], u) for u in units[:self.resume.unit]) if self.resume else 0
+        self.bar = Progress(total, "B", label="preprocess", enabled=False if cfg.quiet else None, initial=done)
 
     def encode_all(self) -> None:
         cfg = self.cfg
@@ -96,24 +103,28 @@ class Encoding:
             self.bar.close()
         self._checkpoint(force=True)
 
-    def _blocks(self) -> Iterator[Block]:
-        cursor = self.state["cursor"]
-        start = Cursor(**cursor) if cursor else None
+    def _blocks(self) -> Iterator[Task]:
+        start = self.resume
         first = start.unit if start else 0
         # About 8 blocks per worker on small inputs, so all of them get work; the output never
-        # depends on the block size (blocks only group whole lines).
+        # depends on the block size (blocks only group whole lines or rows).
         size = min(BATCH_BYTES, max(64 << 10, self.bar.total // (8 * max(self.cfg.workers, 1))))
         for i in range(first, len(self.units)):
-            yield from read_blocks(self.files, self.units, i, max_doc_bytes=self.cfg.max_doc_bytes,
-                                   block_bytes=size, resume=start if i == first else None,
-                                   progress=self.bar.advance)
+            yield from tasks(self.files, self.units, i, text_key=self.cfg.text_key,
+                             max_doc_bytes=self.cfg.max_doc_bytes, block_bytes=size,
+                             resume=start if i == first else None, progress=self._progress)
+
+    def _progress(self, n: int, resumed: bool) -> None:
+        if resumed:  # done by the interrupted run: part of the total, not of this run's rate or ETA
+            self.bar.initial += n
+        self.bar.advance(n)
 
     def rate(self) -> float:
         if len(self.clock) < 3 or self.clock[1] <= self.clock[0]:
             return 0.0
         return self.clock[2] / (self.clock[1] - self.clock[0])
 
-    def _write(self, block: Block, result) -> None:
+    def _write(self, block: Task, result) -> None:
         out = result.result()
         now = time.monotonic()
         self.clock = [self.clock[0], now, self.clock[2] + len(out.tokens)] if self.clock else [now, now, 0]
@@ -171,8 +182,3 @@ class Encoding:
         self.journal.save(self.state)
         self.last_save = now
 
-
-def unit_bytes(f: InputFile, u: Unit) -> int:
-    if f.compression is not None:
-        return f.size
-    return (f.size if u.stop is None else u.stop) - u.start

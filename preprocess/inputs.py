@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from preprocess.errors import InputError, UsageError
 
-FORMATS = {".txt": "txt", ".jsonl": "jsonl"}
+# File name suffix -> format. txt: one document per line; jsonl: one JSON object per line, the
+# document under --text-key; parquet, arrow: one document per row, in the --text-key column.
+FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".parquet": "parquet", ".arrow": "arrow"}
+COLUMNAR = ("parquet", "arrow")  # read with pyarrow, row by row; never compressed around
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
+# For messages: what preprocess reads (the pipeline's "ignored N file(s)" note can name it).
+READ_FORMATS = ".txt, .jsonl (plain or .gz/.bz2/.xz/.zst), .parquet, .arrow"
+PYARROW_HINT = "pip install 'shardtrain[parquet]'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,16 +24,18 @@ class InputFile:
     path: Path
     name: str  # as recorded in the manifest: the argument, or argument/relative path inside it
     size: int  # bytes on disk
-    fmt: str  # "txt" (one document per line) or "jsonl"
+    fmt: str  # "txt", "jsonl", "parquet" or "arrow"
     compression: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """A slice of one input: the documents whose first byte lies in [start, stop).
+    """A slice of one input: the documents whose position lies in [start, stop).
 
-    Offsets count decompressed bytes; `stop` None means to the end. A compressed file is
-    always one whole unit, since it cannot be entered in the middle.
+    A line's position is the offset of its first decompressed byte; row r of a Parquet or
+    Arrow file of R rows and S bytes lies at S*r//R, so byte ranges split those files too.
+    `stop` None means to the end. A compressed file is always one whole unit, since it cannot
+    be entered in the middle.
     """
 
     file: int  # index into the input list
@@ -41,41 +50,36 @@ def classify(path: Path) -> tuple[str, str | None] | None:
     if compression:
         suffixes = suffixes[:-1]
     fmt = FORMATS.get(suffixes[-1]) if suffixes else None
+    if fmt in COLUMNAR and compression:
+        return None  # Parquet and Arrow compress inside; a .parquet.gz is not read
     return (fmt, compression) if fmt else None
 
 
 def discover(arguments: list[str]) -> tuple[list[InputFile], int]:
     """Expand files and directories (recursively, sorted) into input files; also count the files
     skipped inside directories because of their extension."""
+    from preprocess.walk import refuse_special, stat_input, walk
+
     found: list[InputFile] = []
     seen: set[Path] = set()
     ignored = 0
     for arg in arguments:
         root = Path(arg)
-        if not root.exists():
-            raise InputError(f"{arg}: no such file or directory")
-        if root.is_dir():
-            try:
-                candidates = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.as_posix())
-            except OSError as e:
-                raise InputError(f"{arg}: cannot list directory ({e.strerror})") from None
-            for p in candidates:
-                kind = classify(p)
-                if kind is None:
-                    ignored += 1
-                    continue
-                name = (Path(arg) / p.relative_to(root)).as_posix()
-                _add(found, seen, p, name, kind)
+        mode = stat_input(root, arg).st_mode
+        if stat.S_ISDIR(mode):
+            paths, skipped = walk(root, Path(arg).as_posix(), lambda p: classify(p) is not None)
+            ignored += skipped
+            for p, name in paths:
+                _add(found, seen, p, name, classify(p))
         else:
             kind = classify(root)
+            if not stat.S_ISREG(mode):
+                refuse_special(arg, mode)
             if kind is None:
-                raise UsageError(
-                    f"{arg}: unknown input format; expected .txt (one document per line) or .jsonl, "
-                    "optionally compressed as .gz, .bz2, .xz or .zst")
+                raise UsageError(f"{arg}: unknown input format; expected {READ_FORMATS}")
             _add(found, seen, root, Path(arg).as_posix(), kind)
     if not found:
-        raise InputError(f"no input files found in {', '.join(arguments)} (looked for .txt and .jsonl, "
-                         "optionally .gz/.bz2/.xz/.zst)")
+        raise InputError(f"no input files found in {', '.join(arguments)} (looked for {READ_FORMATS})")
     return found, ignored
 
 
@@ -92,6 +96,12 @@ def _add(found: list[InputFile], seen: set[Path], path: Path, name: str, kind: t
             import zstandard  # noqa: F401
         except ImportError:
             raise UsageError(f"{name}: reading .zst needs zstandard: pip install 'shardtrain[zstd]'") from None
+    if fmt in COLUMNAR:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UsageError(f"{name}: reading {'Parquet' if fmt == 'parquet' else 'Arrow'} needs pyarrow: "
+                             f"{PYARROW_HINT}") from None
     found.append(InputFile(path=path, name=name, size=path.stat().st_size, fmt=fmt, compression=compression))
 
 
@@ -111,9 +121,10 @@ def parse_part(text: str | None) -> tuple[int, int]:
 def plan_part(files: list[InputFile], k: int, n: int) -> list[Unit]:
     """Units of part k of n: the inputs' bytes, laid end to end, cut into n equal ranges.
 
-    A plain file may be shared by neighbouring parts: each takes the documents that start in
-    its range. A compressed file goes whole to the part where it starts. Concatenating the
-    parts' documents in order gives exactly the documents of a single run.
+    A plain, Parquet or Arrow file may be shared by neighbouring parts: each takes the
+    documents whose position lies in its range. A compressed file goes whole to the part where
+    it starts. Concatenating the parts' documents in order gives exactly the documents of a
+    single run.
     """
     total = sum(f.size for f in files)
     lo, hi = total * k // n, total * (k + 1) // n
@@ -147,7 +158,7 @@ def plan_sample(files: list[InputFile], budget: int, windows: int = 8) -> list[U
     """Units for a bounded, deterministic tokenizer-training sample spread over every input.
 
     Each file gets a share of `budget` in proportion to its size, read as `windows` evenly
-    spaced slices (plain files) or as a prefix (compressed files).
+    spaced slices (plain, Parquet and Arrow files) or as a prefix (compressed files).
     """
     total = sum(f.size for f in files) or 1
     units: list[Unit] = []
@@ -164,3 +175,10 @@ def plan_sample(files: list[InputFile], budget: int, windows: int = 8) -> list[U
             width = max(share // windows, 1)
             units += [Unit(i, w * step, min(w * step + width, f.size)) for w in range(windows)]
     return units
+
+
+def unit_bytes(f: InputFile, u: Unit) -> int:
+    """The unit's share of the progress bar, in bytes on disk."""
+    if f.compression is not None:
+        return f.size
+    return (f.size if u.stop is None else u.stop) - u.start

@@ -1,45 +1,32 @@
-"""Reading documents out of input files in bounded memory: encodings, line ends, bad bytes.
+"""What a line or a value becomes: the rules for documents, the same for every input format.
 
-A `.txt` line is a document; a `.jsonl` line holds one under its text key. Lines end with
-`\\n`, `\\r\\n` or `\\r`. A UTF-8 byte order mark is dropped, NUL bytes are removed and
-counted, invalid UTF-8 becomes U+FFFD and is counted (or stops the run with --errors strict),
-and empty or whitespace-only documents are skipped and counted. A document longer than
-`max_doc_bytes` is cut into pieces (see `cut_point`) that are tokenized separately and joined.
+A `.txt` line is a document; a `.jsonl` line holds one under its text key; a Parquet or Arrow
+row holds one in its text-key column (lines come from `preprocess.blocks`, rows from
+`preprocess.columnar`). A UTF-8 byte order mark at the start of a file is dropped, NUL bytes
+are removed and counted, invalid UTF-8 becomes U+FFFD and is counted (or stops the run with
+--errors strict), and empty or whitespace-only documents are skipped and counted, as are JSON
+lines that do not parse and missing or null values. A document longer than `max_doc_bytes` is
+cut into pieces (see `blocks.cut_point`) that are tokenized separately and joined. The worker
+processes and `read_unit` (this process: tokenizer samples, the engine check) both go through
+`task_items`, so there is one definition of these rules.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import json
-import lzma
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
+from preprocess.blocks import BLOCK_BYTES, BOM, Block, Cursor, ProgressFn, block_lines, read_blocks, split_long
+from preprocess.columnar import Rows, read_rows
 from preprocess.errors import InputError
-from preprocess.inputs import InputFile, Unit
+from preprocess.inputs import COLUMNAR, InputFile, Unit
 
-_CHUNK = 1 << 20  # bytes read per step
-EOL = re.compile(rb"\r\n|\r|\n")
-BOM = b"\xef\xbb\xbf"
+__all__ = ["Cursor", "Piece", "Skip", "read_unit", "task_items", "tasks"]
+
 _FFFD = b"\xef\xbf\xbd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Where a long document may be cut: right after a sentence end, else after a space.
-_SENTENCE_ENDS = tuple(s.encode() for s in ("\u3002", "\uff01", "\uff1f", ". ", "! ", "? ", "\n"))
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Where reading resumes: unit `unit` at decompressed byte `offset`, a line start."""
-
-    unit: int
-    offset: int
-    line: int | None  # 1-based line number at `offset`; None when the unit began mid-file
-
-    def to_json(self) -> dict:
-        return {"unit": self.unit, "offset": self.offset, "line": self.line}
 
 
 @dataclass(slots=True)
@@ -57,224 +44,126 @@ class Piece:
 
 @dataclass(slots=True)
 class Skip:
-    """A line that gives no document, and why: empty, whitespace, bad_json or no_text."""
+    """A line or row that gives no document, and why: empty, whitespace, bad_json or no_text."""
 
     file: int
     reason: str
     replaced: int
     nul: int
-    cursor: Cursor
+    cursor: Cursor | None
 
 
-def cut_point(window: bytes) -> int:
-    """Where to end a piece of a too-long document, given its next max_doc_bytes bytes.
-
-    Right after the last sentence end in the window's final quarter ("。", "！", "？", ". ",
-    "! ", "? ", newline), else after its last space there, else at the last UTF-8 character
-    boundary. It depends on the window alone, so the cut is the same however the file was
-    read: for b"...です。そして..." it falls right after "。".
-    """
-    n = len(window)
-    floor = n - n // 4
-    ends = [i + len(s) for s in _SENTENCE_ENDS if (i := window.rfind(s, floor)) >= 0]
-    if ends:
-        return max(ends)
-    space = window.rfind(b" ", floor)
-    if space >= 0:
-        return space + 1
-    i = n - 1  # back up over continuation bytes (10xxxxxx) to the last character's lead byte
-    while i > 0 and n - i < 4 and 0x80 <= window[i] < 0xC0:
-        i -= 1
-    lead = window[i]
-    width = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-    return n if i + width <= n else max(i, 1)
+Task = Block | Rows
 
 
-def split_long(data: bytes, max_bytes: int) -> list[bytes]:
-    """Cut `data` into pieces of at most max_bytes with `cut_point` (one piece if it fits)."""
-    pieces = []
-    while len(data) > max_bytes:
-        cut = cut_point(data[:max_bytes])
-        pieces.append(data[:cut])
-        data = data[cut:]
-    pieces.append(data)
-    return pieces
-
-
-def open_binary(f: InputFile) -> tuple[BinaryIO, BinaryIO]:
-    """(decompressed stream, raw file); the raw file's position measures progress."""
-    try:
-        raw = open(f.path, "rb")
-    except OSError as e:
-        raise InputError(f"{f.name}: cannot open ({e.strerror})") from None
-    if f.compression is None:
-        return raw, raw
-    if f.compression == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
-    if f.compression == "bz2":
-        return bz2.BZ2File(raw, mode="rb"), raw
-    if f.compression == "xz":
-        return lzma.LZMAFile(raw, mode="rb"), raw
-    import zstandard
-
-    # read_across_frames: pzstd and concatenated files hold several frames; stopping after the
-    # first would silently drop the rest.
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), raw
-
-
-def first_line_start(stream: BinaryIO, start: int) -> int:
-    """The first offset >= start where a line begins: 0, or just past a line end."""
-    if start == 0:
-        return 0
-    stream.seek(start - 1)
-    prev = stream.read(1)
-    if prev == b"\n":
-        return start
-    if prev == b"\r":
-        return start + 1 if stream.read(1) == b"\n" else start
-    pos = start
-    while chunk := stream.read(_CHUNK):
-        m = EOL.search(chunk)
-        if m is None:
-            pos += len(chunk)
-            continue
-        end = pos + m.end()
-        if m.group() == b"\r" and m.end() == len(chunk) and stream.read(1) == b"\n":
-            end += 1
-        return end
-    return pos
-
-
-def read_lines(stream: BinaryIO, offset: int, stop: int | None, max_bytes: int | None
-               ) -> Iterator[tuple[bytes, bool, bool, int]]:
-    """(data, first, last, end) for every line, or piece of a line, starting before `stop`.
-
-    `stream` is positioned at `offset`, a line start. A line over max_bytes comes in pieces;
-    `first`/`last` tell whether a piece begins/ends its line; `end` is the stream offset just
-    past the piece (for a line's last piece: the next line's start). Memory stays within
-    max_bytes plus one read chunk, however long the line.
-    """
-    buf, base, first = bytearray(), offset, True  # base: offset of buf[0]; first: buf[0] starts a line
-    scan = 0  # buf[:scan] holds no line end: a long line is not searched again on every read
-    while True:
-        chunk = stream.read(_CHUNK)
-        eof = not chunk
-        buf += chunk
-        pos = 0
-        for m in EOL.finditer(buf, scan):
-            if m.group() == b"\r" and m.end() == len(buf) and not eof:
-                break  # may be the first half of a \r\n split across reads
-            if first and stop is not None and base + pos >= stop:
-                return
-            yield from _line_pieces(bytes(buf[pos:m.start()]), first, base + pos, base + m.end(), max_bytes)
-            pos, first = m.end(), True
-        del buf[:pos]
-        base += pos
-        scan = max(0, len(buf) - 1)
-        if first and buf and stop is not None and base >= stop:
-            return
-        if eof:
-            if buf:
-                yield from _line_pieces(bytes(buf), first, base, base + len(buf), max_bytes)
-            return
-        # A line with no end in sight yet: hand out the pieces it will surely have.
-        while max_bytes is not None and len(buf) > max_bytes and not EOL.search(buf):
-            cut = cut_point(bytes(buf[:max_bytes]))
-            yield bytes(buf[:cut]), first, False, base + cut
-            del buf[:cut]
-            base, first, scan = base + cut, False, 0
-
-
-def _line_pieces(line: bytes, first: bool, start: int, end: int, max_bytes: int | None):
-    parts = split_long(line, max_bytes) if max_bytes is not None and len(line) > max_bytes else [line]
-    for j, part in enumerate(parts):
-        last = j == len(parts) - 1
-        start += len(part)
-        yield part, first and j == 0, last, end if last else start
+def tasks(files: list[InputFile], units: list[Unit], index: int, *, text_key: str, max_doc_bytes: int,
+          block_bytes: int = BLOCK_BYTES, resume: Cursor | None = None,
+          progress: ProgressFn | None = None) -> Iterator[Task]:
+    """Unit `index` cut into worker tasks: blocks of whole lines, or rows of a column."""
+    if files[units[index].file].fmt in COLUMNAR:
+        return read_rows(files, units, index, text_key=text_key, block_bytes=block_bytes, resume=resume,
+                         progress=progress)
+    return read_blocks(files, units, index, max_doc_bytes=max_doc_bytes, block_bytes=block_bytes,
+                       resume=resume, progress=progress)
 
 
 def read_unit(files: list[InputFile], units: list[Unit], index: int, *, text_key: str, errors: str,
               max_doc_bytes: int) -> Iterator[Piece | Skip]:
-    """Pieces and skips of unit `index`, line by line in this process (tokenizer samples, the
-    engine check; the main run goes through blocks.read_blocks and the workers)."""
-    unit = units[index]
-    f = files[unit.file]
-    stream, raw = open_binary(f)
-    try:
-        offset = first_line_start(stream, unit.start)
-        stream.seek(offset)
-        line = 1 if offset == 0 else None
-        txt_limit = max_doc_bytes if f.fmt == "txt" else None
-        for data, first, last, end in read_lines(stream, offset, unit.stop, txt_limit):
-            cursor = Cursor(index, end, None if line is None else line + 1) if last else None
-            yield from document(f, unit.file, data, first, last, offset, line, errors, text_key,
-                                max_doc_bytes, cursor)
-            offset = end
-            if last and line is not None:
-                line += 1
-    except (OSError, EOFError, lzma.LZMAError) as e:
-        raise InputError(f"{f.name}: cannot read ({e})") from None
-    finally:
-        stream.close()
-        raw.close()
+    """Pieces and skips of unit `index`, in this process (tokenizer samples, the engine check;
+    the main run hands the same tasks to worker processes)."""
+    for task in tasks(files, units, index, text_key=text_key, max_doc_bytes=max_doc_bytes):
+        yield from task_items(task, files, text_key=text_key, errors=errors, max_doc_bytes=max_doc_bytes)
 
 
-def _where(f: InputFile, line: int | None, offset: int) -> str:
-    return f"{f.name}:{line}" if line is not None else f"{f.name} (line at byte {offset})"
+def task_items(task: Task, files: list[InputFile], *, text_key: str, errors: str,
+               max_doc_bytes: int) -> Iterator[Piece | Skip]:
+    """The documents (pieces) and skips of one task, in order."""
+    f = files[task.file]
+    if isinstance(task, Rows):
+        yield from _row_items(task, f, errors, text_key, max_doc_bytes)
+        return
+    line = task.line
+    limit = max_doc_bytes if f.fmt == "txt" else None  # a JSON line is cut after parsing, never before
+    offset = task.offset
+    for data, first, last, end in block_lines(task, limit):
+        cursor = Cursor(task.unit, end, None if line is None else line + 1) if last else None
+        yield from line_items(f, task.file, data, first, last, offset, line, errors, text_key,
+                              max_doc_bytes, cursor)
+        offset = end
+        if last and line is not None:
+            line += 1
 
 
-def document(f: InputFile, file_index: int, data: bytes, first: bool, last: bool, offset: int,
-             line: int | None, errors: str, text_key: str, max_doc_bytes: int,
-             cursor: Cursor | None) -> Iterator[Piece | Skip]:
-    """The rules for one line (or piece of one): what it yields as a document, or why not."""
-    if offset == 0 and data.startswith(BOM):
-        data = data[len(BOM):]
+def decode(data: bytes, errors: str, where: str, byte: Callable[[int], str]) -> tuple[str, int, int]:
+    """(text, replaced characters, NUL bytes removed) of raw bytes. For --errors strict, `where`
+    names the line or row and `byte(i)` its byte i."""
     nul = data.count(0)
     if nul:
         data = data.replace(b"\0", b"")
     try:
-        text, replaced = data.decode("utf-8"), 0
+        return data.decode("utf-8"), 0, nul
     except UnicodeDecodeError as e:
         if errors == "strict":
-            raise InputError(f"{_where(f, line, offset)}: invalid UTF-8 (byte {offset + e.start} of the "
-                             "decompressed file); fix the file or pass --errors replace") from None
-        text = data.decode("utf-8", "replace")
-        replaced = text.count("\ufffd") - data.count(_FFFD)
+            raise InputError(f"{where}: invalid UTF-8 ({byte(e.start)}); fix the file or pass --errors replace") from None
+    text = data.decode("utf-8", "replace")
+    return text, text.count("\ufffd") - data.count(_FFFD), nul  # a U+FFFD in the text is not a replacement
+
+
+def _at_line(f: InputFile, line: int | None, offset: int) -> str:
+    return f"{f.name}:{line}" if line is not None else f"{f.name} (line at byte {offset})"
+
+
+def line_items(f: InputFile, file_index: int, data: bytes, first: bool, last: bool, offset: int,
+               line: int | None, errors: str, text_key: str, max_doc_bytes: int,
+               cursor: Cursor | None) -> Iterator[Piece | Skip]:
+    """The rules for one line (or piece of one) of a .txt or .jsonl file."""
+    if offset == 0 and data.startswith(BOM):
+        data = data[len(BOM):]
+    text, replaced, nul = decode(data, errors, _at_line(f, line, offset),
+                                 lambda i: f"byte {offset + i} of the decompressed file")
     if f.fmt == "jsonl":
-        yield from _jsonl(f, file_index, text, offset, line, errors, text_key, max_doc_bytes, cursor, replaced, nul)
+        yield from _json_line(f, file_index, text, offset, line, errors, text_key, max_doc_bytes, cursor,
+                              replaced, nul)
     elif first and last and not text.strip():
         yield Skip(file_index, "whitespace" if text else "empty", replaced, nul, cursor)
     else:
-        yield Piece(text, last, file_index, replaced, nul, cursor, len(data))
+        yield Piece(text, last, file_index, replaced, nul, cursor, len(data) - nul)
 
 
-def _jsonl(f: InputFile, file_index: int, line_text: str, offset: int, line: int | None, errors: str,
-           text_key: str, max_doc_bytes: int, cursor: Cursor, replaced: int, nul: int) -> Iterator[Piece | Skip]:
+def _json_line(f: InputFile, file_index: int, line_text: str, offset: int, line: int | None, errors: str,
+               text_key: str, max_doc_bytes: int, cursor: Cursor | None, replaced: int,
+               nul: int) -> Iterator[Piece | Skip]:
     if not line_text.strip():
         yield Skip(file_index, "empty", replaced, nul, cursor)
         return
+    where = _at_line(f, line, offset)
     try:
         obj = json.loads(line_text)
     except json.JSONDecodeError as e:
         if errors == "strict":
-            raise InputError(f"{_where(f, line, offset)}: not valid JSON ({e.msg}); fix the line or "
-                             "pass --errors replace to skip and count such lines") from None
+            raise InputError(f"{where}: not valid JSON ({e.msg}); fix the line or pass --errors replace "
+                             "to skip and count such lines") from None
         yield Skip(file_index, "bad_json", replaced, nul, cursor)
         return
     doc = obj.get(text_key) if isinstance(obj, dict) else None
     if not isinstance(doc, str):
         if errors == "strict":
-            raise InputError(f"{_where(f, line, offset)}: no string field {text_key!r}; "
-                             "choose the field with --text-key")
+            raise InputError(f"{where}: no string field {text_key!r}; choose the field with --text-key")
         yield Skip(file_index, "no_text", replaced, nul, cursor)
         return
+    yield from value_items(doc, file_index, where, errors, text_key, max_doc_bytes, cursor, replaced, nul)
+
+
+def value_items(doc: str, file_index: int, where: str, errors: str, text_key: str, max_doc_bytes: int,
+                cursor: Cursor | None, replaced: int = 0, nul: int = 0) -> Iterator[Piece | Skip]:
+    """The rules for a document held in a field (JSON) or a column (Parquet, Arrow): NUL
+    characters, lone surrogates, blank text, and pieces of at most max_doc_bytes."""
     if "\0" in doc:
         nul += doc.count("\0")
         doc = doc.replace("\0", "")
     if _SURROGATE.search(doc):  # JSON may escape lone surrogates, which are not text
         if errors == "strict":
-            raise InputError(f"{_where(f, line, offset)}: lone surrogate escape in {text_key!r}; "
-                             "fix the line or pass --errors replace")
+            raise InputError(f"{where}: lone surrogate escape in {text_key!r}; fix it or pass --errors replace")
         doc, n = _SURROGATE.subn("\ufffd", doc)
         replaced += n
     if not doc.strip():
@@ -289,3 +178,21 @@ def _jsonl(f: InputFile, file_index: int, line_text: str, offset: int, line: int
         last = j == len(parts) - 1
         yield Piece(part.decode("utf-8", "replace"), last, file_index,
                     replaced if j == 0 else 0, nul if j == 0 else 0, cursor if last else None, len(part))
+
+
+def _row_items(rows: Rows, f: InputFile, errors: str, text_key: str, max_doc_bytes: int) -> Iterator[Piece | Skip]:
+    """The rules for each row of a Parquet or Arrow column: a null is skipped like a JSON line
+    without the field; a value's bytes are decoded like a line's."""
+    offsets, data = rows.offsets.tolist(), rows.data
+    for k in range(len(offsets) - 1):
+        row = rows.first_row + k
+        cursor = Cursor(rows.unit, row + 1, None)
+        where = f"{f.name}: row {row}"
+        if rows.nulls is not None and rows.nulls[k]:
+            if errors == "strict":
+                raise InputError(f"{where}: {text_key!r} is null; pass --errors replace to skip and count such rows")
+            yield Skip(rows.file, "no_text", 0, 0, cursor)
+            continue
+        text, replaced, nul = decode(data[offsets[k]:offsets[k + 1]], errors, where,
+                                     lambda i: f"byte {i} of its {text_key!r} value")
+        yield from value_items(text, rows.file, where, errors, text_key, max_doc_bytes, cursor, replaced, nul)

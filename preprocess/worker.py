@@ -1,10 +1,11 @@
 """What runs inside each tokenizer worker process (spawned: no state inherited).
 
-A task is a Block of whole lines (or one piece of a too-long line). The worker turns it into
-documents (cleaning, decoding, JSON, skipping, cutting long ones), tokenizes them and returns
-their ids with EOS appended, plus the counts for the manifest. Clean UTF-8 text with `\\n` line
-ends takes a fast path of bytes and str methods; anything unusual goes line by line through
-`preprocess.reader`, which defines the rules.
+A task is a Block of whole lines (or one piece of a too-long line) or the Rows of a Parquet or
+Arrow column. The worker turns it into documents (cleaning, decoding, JSON, skipping, cutting
+long ones) with `preprocess.reader.task_items`, which defines the rules, tokenizes them and
+returns their ids with EOS appended, plus the counts for the manifest. A block of clean UTF-8
+text with `\\n` line ends and no long line takes a shortcut of bytes and str methods, which
+gives what the rules give for such text (tests/test_preprocess_blocks.py checks it).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from preprocess.blocks import Block, goes_to_valid
+from preprocess.blocks import BOM, Block, goes_to_valid
+from preprocess.columnar import Rows
 from preprocess.engines import EngineSpec, make_encoder, to_array
 from preprocess.errors import TokenizerError
 from preprocess.inputs import InputFile
-from preprocess.reader import BOM, Piece, document, read_lines
+from preprocess.reader import Piece, task_items
 
 _STATE: dict = {}
 
@@ -62,16 +64,15 @@ def init(spec: EngineSpec, settings: Settings, in_worker: bool = True) -> None:
         _STATE["error"] = f"a tokenizer worker could not load the tokenizer ({type(e).__name__}: {e})"
 
 
-def process(block: Block) -> Encoded:
+def process(task: Block | Rows) -> Encoded:
     if "error" in _STATE:
         raise TokenizerError(_STATE["error"])
     s: Settings = _STATE["settings"]
-    f = s.files[block.file]
-    if not block.whole:
-        return _piece(block, f, s)
-    docs = _fast(block, s) if f.fmt == "txt" else None
+    if not task.whole:
+        return _piece(task, s)
+    docs = _fast(task, s) if isinstance(task, Block) and s.files[task.file].fmt == "txt" else None
     if docs is None:
-        docs = _slow(block, f, s)
+        docs = _slow(task, s)
     pieces, ends, nbytes, nchars, valid, stats = docs
     ids = _STATE["encode"](pieces)
     tokens, lengths = to_array(ids, s.eos_id, ends, np.dtype(s.dtype), s.vocab_size)
@@ -94,7 +95,7 @@ def _fast(block: Block, s: Settings):
         return None
     raw = data.split(b"\n")
     lines = text.split("\n")
-    if data.endswith(b"\n"):  # the final line end leaves an empty tail, not an empty line
+    if data.endswith(b"\n") or not data:  # the final line end leaves an empty tail, not an empty line
         raw.pop()
         lines.pop()
     sizes = list(map(len, raw))
@@ -108,48 +109,40 @@ def _fast(block: Block, s: Settings):
     return pieces, [True] * len(keep), [sizes[i] for i in keep], list(map(len, pieces)), valid, stats
 
 
-def _slow(block: Block, f: InputFile, s: Settings):
-    """Line by line through preprocess.reader's rules: BOM, \\r, NUL, bad UTF-8, JSON, long lines."""
+def _slow(task: Block | Rows, s: Settings):
+    """Line by line (or row by row) through preprocess.reader's rules."""
     pieces, ends, nbytes, nchars, valid = [], [], [], [], []
     stats: dict[str, int] = {}
     doc_bytes = doc_chars = n_pieces = 0
     hasher_parts: list[bytes] = []
-    line, offset = block.line, block.offset
-    limit = s.max_doc_bytes if f.fmt == "txt" else None
-    for data, first, last, end in read_lines(io.BytesIO(block.data), block.offset, None, limit):
-        for item in document(f, block.file, data, first, last, offset, line, s.errors, s.text_key,
-                              s.max_doc_bytes, None):
-            for key, n in (("replaced", item.replaced), ("nul_bytes", item.nul)):
-                if n:
-                    stats[key] = stats.get(key, 0) + n
-            if not isinstance(item, Piece):
-                stats[item.reason] = stats.get(item.reason, 0) + 1
-                continue
-            pieces.append(item.text)
-            ends.append(item.ends_doc)
-            doc_bytes += item.nbytes
-            doc_chars += len(item.text)
-            n_pieces += 1
-            if s.valid_fraction:
-                hasher_parts.append(item.text.encode("utf-8"))
-            if item.ends_doc:
-                nbytes.append(doc_bytes)
-                nchars.append(doc_chars)
-                valid.append(goes_to_valid(hasher_parts, s.valid_fraction))
-                if n_pieces > 1:
-                    stats["split"] = stats.get("split", 0) + 1
-                doc_bytes = doc_chars = n_pieces = 0
-                hasher_parts = []
-        offset = end
-        if last and line is not None:
-            line += 1
+    for item in task_items(task, s.files, text_key=s.text_key, errors=s.errors, max_doc_bytes=s.max_doc_bytes):
+        for key, n in (("replaced", item.replaced), ("nul_bytes", item.nul)):
+            if n:
+                stats[key] = stats.get(key, 0) + n
+        if not isinstance(item, Piece):
+            stats[item.reason] = stats.get(item.reason, 0) + 1
+            continue
+        pieces.append(item.text)
+        ends.append(item.ends_doc)
+        doc_bytes += item.nbytes
+        doc_chars += len(item.text)
+        n_pieces += 1
+        if s.valid_fraction:
+            hasher_parts.append(item.text.encode("utf-8"))
+        if item.ends_doc:
+            nbytes.append(doc_bytes)
+            nchars.append(doc_chars)
+            valid.append(goes_to_valid(hasher_parts, s.valid_fraction))
+            if n_pieces > 1:
+                stats["split"] = stats.get("split", 0) + 1
+            doc_bytes = doc_chars = n_pieces = 0
+            hasher_parts = []
     return pieces, ends, nbytes, nchars, valid, stats
 
 
-def _piece(block: Block, f: InputFile, s: Settings) -> Encoded:
+def _piece(block: Block, s: Settings) -> Encoded:
     """One piece of a line too long to tokenize whole; the main process joins the pieces."""
-    items = list(document(f, block.file, block.data, block.first, block.last, block.offset, block.line,
-                           s.errors, s.text_key, s.max_doc_bytes, None))
+    items = list(task_items(block, s.files, text_key=s.text_key, errors=s.errors, max_doc_bytes=s.max_doc_bytes))
     piece = items[0]  # a piece is never skipped: only whole empty lines are
     stats = {k: n for k, n in (("replaced", piece.replaced), ("nul_bytes", piece.nul)) if n}
     ids = _STATE["encode"]([piece.text])

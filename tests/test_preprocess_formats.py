@@ -11,8 +11,8 @@ from unittest import mock
 
 import pytest
 
-from preprocess import reader
-from preprocess.reader import split_long
+from preprocess import encoding
+from preprocess.blocks import split_long
 from shards import Dataset
 from tests.conftest import preprocess_args
 from tests.helpers import assert_clean_error, documents, preprocess_cli, stream, write_lines
@@ -124,9 +124,9 @@ def test_split_does_not_depend_on_read_size(tmp_path, corpus_lines, tokenizer_di
     line = "".join(corpus_lines[:400])  # ~150 kB on one line
     path = write_lines(tmp_path / "long.txt", [corpus_lines[0], line, line[:5000]], "\r\n")
     streams = []
-    for chunk in (777, 4096, 65537, 1 << 20):
+    for chunk in (777, 4096, 65537, 1 << 20):  # bytes the main process reads per block
         out = tmp_path / f"c{chunk}"
-        with mock.patch.object(reader, "_CHUNK", chunk):
+        with mock.patch.object(encoding, "BATCH_BYTES", chunk):
             r = preprocess_cli(*preprocess_args(path, tokenizer_dir, out, "--max-doc-bytes", 4096, "-q"))
         assert r.exit_code == 0, r.output
         streams.append(stream(out).tolist())

@@ -1,23 +1,19 @@
-"""The reader's pure functions (cut_point, split_long, first_line_start, read_lines) and what
-read_unit makes of awkward bytes: BOM, line ends, invalid UTF-8, NUL, blank lines."""
+"""Where long documents are cut (cut_point, split_long) and what the rules (preprocess.reader, the
+same in workers and in read_unit) make of awkward bytes: BOM, line ends, invalid UTF-8, NUL, blank
+lines, JSON. How bytes become lines is tested in test_preprocess_blocks.py."""
 
 from __future__ import annotations
 
-import io
-import re
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from preprocess import reader
+from preprocess.blocks import cut_point, split_long
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit
-from preprocess.reader import Piece, Skip, cut_point, first_line_start, read_lines, read_unit, split_long
-
-EOL = re.compile(rb"\r\n|\r|\n")
+from preprocess.reader import Piece, Skip, read_unit
 
 
 # -- cut_point / split_long ----------------------------------------------------------------------
@@ -69,115 +65,26 @@ def test_split_long_pieces(text, max_bytes):
         assert pieces == [data]
 
 
-# -- first_line_start / read_lines ---------------------------------------------------------------
-
-def _lines(data: bytes) -> list[tuple[int, bytes]]:
-    """(start offset, content) of every line, by the definition: ends are \\r\\n, \\r or \\n."""
-    out, start = [], 0
-    for m in EOL.finditer(data):
-        out.append((start, data[start:m.start()]))
-        start = m.end()
-    if start < len(data):
-        out.append((start, data[start:]))
-    return out
-
-
-def _read(data: bytes, offset: int, stop: int | None, max_bytes: int | None) -> list[tuple[int, bytes]]:
-    """Lines as read_lines hands them out, pieces joined back, with their start offsets; checks
-    the pieces on the way."""
-    stream = io.BytesIO(data)
-    stream.seek(offset)
-    lines, current, start, pos = [], [], offset, offset
-    for piece, first, last, end in read_lines(stream, offset, stop, max_bytes):
-        assert first == (not current)
-        if first:
-            start = pos
-        current.append(piece)
-        if last:
-            line = b"".join(current)
-            assert current == (split_long(line, max_bytes) if max_bytes and len(line) > max_bytes else [line])
-            assert data[start:start + len(line)] == line
-            m = EOL.match(data, start + len(line))
-            assert end == (m.end() if m else len(data))  # just past the line end: the next line's start
-            lines.append((start, line))
-            current = []
-        else:
-            assert end == pos + len(piece)
-        pos = end
-    assert not current
-    return lines
-
-
-lines_st = st.lists(st.tuples(st.text(st.sampled_from("ab é。 \x00"), max_size=12),
-                              st.sampled_from(["\n", "\r\n", "\r"])), max_size=12)
-
-
-def _bytes(lines: list[tuple[str, str]], tail: str) -> bytes:
-    return ("".join(t + e for t, e in lines) + tail).encode()
-
-
-@settings(max_examples=150, deadline=None)
-@given(lines=lines_st, tail=st.sampled_from(["", "last", "\r"]), chunk=st.sampled_from([1, 2, 3, 5, 8, 1 << 20]),
-       max_bytes=st.sampled_from([None, 4, 7]))
-@example(lines=[("ab", "\r\n"), ("c", "\r\n")], tail="", chunk=3, max_bytes=None)  # \r | \n across reads
-def test_read_lines_finds_every_line(lines, tail, chunk, max_bytes):
-    data = _bytes(lines, tail)
-    with mock.patch.object(reader, "_CHUNK", chunk):
-        assert _read(data, 0, None, max_bytes) == _lines(data)
-
-
-@settings(max_examples=100, deadline=None)
-@given(lines=lines_st, tail=st.sampled_from(["", "x"]), chunk=st.sampled_from([1, 2, 3, 1 << 20]))
-def test_first_line_start_at_every_offset(lines, tail, chunk):
-    data = _bytes(lines, tail)
-    starts = [s for s, _ in _lines(data)]
-    with mock.patch.object(reader, "_CHUNK", chunk):
-        for offset in range(len(data) + 1):
-            want = min([s for s in starts if s >= offset] + [len(data)])
-            assert first_line_start(io.BytesIO(data), offset) == want
-
-
-@settings(max_examples=100, deadline=None)
-@given(lines=lines_st, chunk=st.sampled_from([1, 2, 1 << 20]), max_bytes=st.sampled_from([None, 5]), data=st.data())
-def test_ranges_take_the_lines_starting_in_them(lines, chunk, max_bytes, data):
-    """Cut the bytes anywhere into ranges: each range reads the lines that start in it, so together
-    they read every line exactly once (what --part relies on)."""
-    raw = _bytes(lines, "")
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=4)))
-    bounds = [0, *cuts, None]
-    got = []
-    with mock.patch.object(reader, "_CHUNK", chunk):
-        for a, b in zip(bounds, bounds[1:]):
-            start = first_line_start(io.BytesIO(raw), a)
-            part = _read(raw, start, b, max_bytes)
-            assert all(a <= s and (b is None or s < b) for s, _ in part)
-            got += part
-    assert got == _lines(raw)
-
-
-def test_a_long_line_streams_in_pieces_without_its_end_in_memory():
-    line = ("これは長い文です。" * 2000).encode()  # 54 kB, no line end for a while
-    with mock.patch.object(reader, "_CHUNK", 1000):
-        out = list(read_lines(io.BytesIO(line + b"\nnext\n"), 0, None, 4096))
-    pieces = [p for p, *_ in out[:-1]]
-    assert pieces == split_long(line, 4096)
-    assert all(p.endswith("。".encode()) for p in pieces[:-1])
-    assert out[-1][:3] == (b"next", True, True)
-
-
 # -- read_unit: what each awkward input becomes -----------------------------------------------------
 
 def _items(tmp_path: Path, raw: bytes, *, fmt: str = "txt", errors: str = "replace",
-           max_doc_bytes: int = 1 << 20) -> list[Piece | Skip]:
+           max_doc_bytes: int = 1 << 20, units: list[Unit] | None = None) -> list[Piece | Skip]:
     path = tmp_path / f"in.{fmt}"
     path.write_bytes(raw)
     f = InputFile(path=path, name=path.name, size=len(raw), fmt=fmt, compression=None)
-    return list(read_unit([f], [Unit(0, 0, None)], 0, text_key="text", errors=errors, max_doc_bytes=max_doc_bytes))
+    units = units or [Unit(0, 0, None)]
+    return [item for i in range(len(units))
+            for item in read_unit([f], units, i, text_key="text", errors=errors, max_doc_bytes=max_doc_bytes)]
 
 
 def test_bom_is_dropped_only_at_the_start(tmp_path):
-    items = _items(tmp_path, b"\xef\xbb\xbfone\n\xef\xbb\xbftwo\n")
-    assert [i.text for i in items] == ["one", "\ufefftwo"]
+    raw = b"\xef\xbb\xbfone\n\xef\xbb\xbftwo\n"
+    assert [i.text for i in _items(tmp_path, raw)] == ["one", "\ufefftwo"]
+    # Also when a unit starts right after the first line (a part border): its BOM is not at byte 0.
+    assert [i.text for i in _items(tmp_path, raw, units=[Unit(0, 0, 7), Unit(0, 7, None)])] == ["one", "\ufefftwo"]
+    raw = b'\xef\xbb\xbf{"text": "a"}\n\xef\xbb\xbf{"text": "b"}\n'
+    items = _items(tmp_path, raw, fmt="jsonl")
+    assert [i.text if isinstance(i, Piece) else i.reason for i in items] == ["a", "bad_json"]
 
 
 def test_line_ends(tmp_path):
