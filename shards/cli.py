@@ -69,12 +69,21 @@ def info(directory: Path, as_json: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=DIR)
+@click.option("--tokenizer-roundtrip", "roundtrip", is_flag=True,
+              help="Also decode every document with the dataset's tokenizer and re-encode the text "
+                   "(AutoTokenizer, add_special_tokens=False); report each document whose ids differ.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing when the dataset is intact.")
-def verify(directory: Path, quiet: bool) -> None:
+def verify(directory: Path, roundtrip: bool, quiet: bool) -> None:
     """Re-hash every shard and check ids, document index, tokenizer and fingerprint.
 
     Exit 0 when all holds; exit 1 with one line per problem otherwise. Run it on a dataset you
-    received before training on it.
+    received before training on it. Names in the manifest must stay inside DIR (no absolute
+    paths, no `..`, no symlink leading out) and the tokenizer must load without running code.
+
+    --tokenizer-roundtrip checks the tokenizer guarantee too (slower: it decodes and encodes
+    every document): the ids of each document equal what DIR/tokenizer gives its text.
+    Documents preprocess split by --max-doc-bytes, and those holding <unk> or non-UTF-8 bytes,
+    are counted apart as notes, not errors.
     """
     from shards.manifest import load_manifest
     from shards.verify import verify as run_verify
@@ -87,11 +96,28 @@ def verify(directory: Path, quiet: bool) -> None:
         if problems:
             for p in problems:
                 click.echo(f"error: {p}", err=True)
-            click.echo(f"{directory}: {len(problems)} problem(s) found", err=True)
+            tail = "; tokenizer roundtrip not run" if roundtrip else ""
+            click.echo(f"{directory}: {len(problems)} problem(s) found{tail}", err=True)
             raise SystemExit(1)
+        extra = _roundtrip(directory, m, quiet) if roundtrip else ""
         if not quiet:
             click.echo(f"ok: {directory}: {len(m.shards)} shard(s), {m.num_tokens:,} tokens, "
-                       f"{m.num_documents:,} documents; fingerprint {m.fingerprint}")
+                       f"{m.num_documents:,} documents; fingerprint {m.fingerprint}{extra}")
+
+
+def _roundtrip(directory: Path, m, quiet: bool) -> str:
+    """Run the tokenizer round trip; exit 1 when a document differs, else the ok line's addition."""
+    from shards.roundtrip import roundtrip, summary
+
+    bar = Progress(m.num_tokens, " tok", label="roundtrip", enabled=None if not quiet else False)
+    report = roundtrip(directory, progress=bar.advance)
+    bar.close()
+    for line in summary(directory, report, directory / m.tokenizer_dir):
+        if report.differ or not quiet:
+            click.echo(line, err=True)
+    if report.differ:
+        raise SystemExit(1)
+    return f"; every document re-encodes to its ids ({report.documents - report.split - report.lossy:,} checked)"
 
 
 def _token_range(text: str) -> tuple[int, int]:
@@ -128,14 +154,11 @@ def inspect(directory: Path, doc: int | None, token_range: str | None, ids: bool
                 raise UsageError(f"--tokens {a}:{b}: need 0 <= A < B <= {ds.num_tokens}")
             header = f"tokens [{a}, {b})"
         arr = ds.read(a, b).tolist()
-        from transformers import AutoTokenizer  # lazy: only decoding needs it
+        from shards.tokenizer_guard import load_tokenizer  # lazy: only decoding needs transformers
 
         if not ds.tokenizer_dir.is_dir():
             raise ShardFormatError(f"{ds.tokenizer_dir}: the dataset's tokenizer is missing; re-copy the dataset")
-        try:
-            tok = AutoTokenizer.from_pretrained(str(ds.tokenizer_dir))
-        except (OSError, ValueError) as e:  # transformers' messages span lines: keep the first
-            raise ShardFormatError(f"{ds.tokenizer_dir}: cannot load the tokenizer ({str(e).strip().splitlines()[0]})") from None
+        tok = load_tokenizer(ds.tokenizer_dir, str(ds.tokenizer_dir))
         click.echo(header)
         if ids:
             click.echo(f"ids: {arr}")
