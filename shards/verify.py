@@ -68,8 +68,10 @@ def _check_tokens(p: Path, entry, dtype: np.dtype, vocab_size: int, stream, prog
         file_dtype, length, offset = read_npy_header(p)
     except ShardFormatError as e:
         return [Problem(str(p), str(e).split(": ", 1)[-1])]
-    if file_dtype != dtype or length != entry.num_tokens or offset + length * dtype.itemsize != size:
+    if file_dtype != dtype or length != entry.num_tokens:
         return [Problem(str(p), f"header says {length} x {file_dtype}, manifest says {entry.num_tokens} x {dtype}")]
+    if offset + length * dtype.itemsize != size:
+        return [Problem(str(p), f"a {offset}-byte header and {length} ids do not make its {size} bytes")]
     problems = []
     if sha256_file(p) != entry.sha256:
         problems.append(Problem(str(p), "sha256 mismatch (corrupted bytes)"))
