@@ -30,12 +30,16 @@ class EvalSet:
         k = min(count, ds.n_blocks)
         blocks = (np.arange(k, dtype=np.int64) * ds.n_blocks) // k  # evenly spread, deterministic
         self.total = k
+        self.vocab_size = ds.data.vocab_size  # the tokenizer's; the model's embedding may be padded past it
         self.tokens = ds.read_blocks(blocks[rt.rank::rt.world_size])  # (k / R, B + 1) int64
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, evalset: EvalSet, batch_size: int, rt: Runtime) -> tuple[float, float]:
     """(mean loss in nats per token, perplexity) over the whole evaluation set.
+
+    The softmax runs over the tokenizer's vocabulary only (not the padding rows a training
+    embedding may have), so a checkpoint and the trimmed RUN/final evaluate alike.
 
     `model` is the bare model, never the DDP wrapper: ranks may hold different numbers of
     evaluation rows (even none, with fewer blocks than ranks), and a wrapped forward can wait
@@ -47,7 +51,7 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, batch_size: int, rt: Runt
     for i in range(0, len(evalset.tokens), batch_size):
         x = evalset.tokens[i:i + batch_size].to(rt.device, non_blocking=True)
         with rt.autocast():
-            logits = model(x[:, :-1]).logits
+            logits = model(x[:, :-1]).logits[..., :evalset.vocab_size]
         y = x[:, 1:]
         total[0] += next_token_loss(logits, y).double() * y.numel()
         total[1] += y.numel()
