@@ -76,20 +76,22 @@ def check_file(directory: Path, name: str, label: str) -> None:
         raise ConfinementError(f"{path}: {label} is not a regular file ({_kind(st.st_mode)}); refusing to read it")
 
 
-def check_tree(top: Path, root: Path, label: str) -> None:
-    """Refuse a directory tree holding a symlink that resolves outside `root` (`top` itself may
-    be a symlink only into `root`), or anything but regular files and directories."""
+def check_tree(top: Path, label: str, *, top_within: Path, entries_within: Path | None = None) -> None:
+    """Refuse a directory tree that is a symlink resolving outside `top_within`, or that holds a
+    symlink resolving outside `entries_within` (default: the tree itself), or anything but
+    regular files and directories."""
     top = Path(top)
     st = _lstat(top)
     if st is None:
         return
-    real_root = os.path.realpath(root)
+    real_root = os.path.realpath(top_within)
     real_top = os.path.realpath(top)
     if stat.S_ISLNK(st.st_mode) and not inside(real_top, real_root):
-        raise ConfinementError(f"{top}: {label} is a symlink to {real_top}, outside {root}; refusing to read it "
+        raise ConfinementError(f"{top}: {label} is a symlink to {real_top}, outside {top_within}; refusing to read it "
                                "(copy the directory in instead of linking it)")
     if not os.path.isdir(real_top):
         return  # a missing or non-directory tokenizer is reported by whoever needs it
+    fence = real_top if entries_within is None else os.path.realpath(entries_within)
     seen = 0
     for base, dirs, files in os.walk(real_top, followlinks=False):
         for name in dirs + files:
@@ -103,8 +105,9 @@ def check_tree(top: Path, root: Path, label: str) -> None:
                 continue
             if stat.S_ISLNK(entry.st_mode):
                 target = os.path.realpath(path)
-                if not inside(target, real_top):
-                    raise ConfinementError(f"{shown}: a symlink to {target}, outside {label} {top}; refusing to read it "
+                if not inside(target, fence):
+                    where = f"{label} {top}" if entries_within is None else str(entries_within)
+                    raise ConfinementError(f"{shown}: a symlink to {target}, outside {where}; refusing to read it "
                                            "(copy the file in instead of linking it)")
             elif not (stat.S_ISREG(entry.st_mode) or stat.S_ISDIR(entry.st_mode)):
                 raise ConfinementError(f"{shown}: not a regular file ({_kind(entry.st_mode)}) in {label} {top}; "

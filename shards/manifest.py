@@ -91,7 +91,7 @@ def load_manifest(directory: Path) -> Manifest:
     for i, entry in enumerate(m.shards):
         check_file(directory, entry.file, f"shards[{i}].file")
         check_file(directory, entry.index_file, f"shards[{i}].index_file")
-    check_tree(directory / m.tokenizer_dir, directory, "the tokenizer directory")
+    check_tree(directory / m.tokenizer_dir, "the tokenizer directory", top_within=directory)
     return m
 
 

@@ -68,7 +68,8 @@ def check_inert(directory: str | os.PathLike[str], what: str, *, root: str | os.
     if not directory.is_dir():
         raise ShardFormatError(f"{what}: not a tokenizer directory")
     try:
-        check_tree(directory, Path(root) if root is not None else directory, "the tokenizer directory")
+        check_tree(directory, "the tokenizer directory", top_within=directory if root is None else Path(root),
+                   entries_within=None if root is None else Path(root))
     except ConfinementError as e:  # its message names the path already
         raise UnsafeTokenizerError(str(e)) from None
     configs = {name: _read_json(directory / name, what) for name in _CONFIGS}
