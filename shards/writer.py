@@ -17,21 +17,30 @@ from shards.hashing import fingerprint, sha256_file, tokenizer_sha256, update_fr
 from shards.layout import (FORMAT_NAME, FORMAT_VERSION, INDEX_DTYPE, MANIFEST, NPY_HEADER_BYTES,
                            TOKENIZER_DIR, dtype_for_vocab, index_name, npy_header, shard_name)
 from shards.manifest import Manifest, ShardEntry, fsync_dir, parse_manifest, write_json_atomic
+from shards.space import no_space
 
 TMP_SUFFIX = ".tmp"
 
 
 class _OpenShard:
-    """The shard being written: two temp files (tokens, document starts) with reserved headers."""
+    """The shard being written: two temp files (tokens, document starts) with reserved headers.
+
+    A full disk met here is one NoSpaceError naming the temp file: the shard keeps its `.tmp`
+    name, so nothing half-written looks complete, and a resumed writer truncates it back.
+    """
 
     def __init__(self, directory: Path, index: int, dtype: np.dtype, tokens: int = 0, docs: int = 0):
         self.index, self.dtype, self.tokens, self.docs = index, dtype, tokens, docs
         self.path = directory / (shard_name(index) + TMP_SUFFIX)
         self.index_path = directory / (index_name(index) + TMP_SUFFIX)
+        with no_space(self.path):
+            self._open(tokens, docs)
+
+    def _open(self, tokens: int, docs: int) -> None:
         mode = "r+b" if tokens or docs or self.path.exists() else "w+b"
         self.f = open(self.path, mode)
         self.fi = open(self.index_path, mode if self.index_path.exists() else "w+b")
-        for f, n, itemsize in ((self.f, tokens, dtype.itemsize), (self.fi, docs, INDEX_DTYPE.itemsize)):
+        for f, n, itemsize in ((self.f, tokens, self.dtype.itemsize), (self.fi, docs, INDEX_DTYPE.itemsize)):
             end = NPY_HEADER_BYTES + n * itemsize
             f.truncate(end)  # drop whatever an interrupted run wrote after its last checkpoint
             if n == 0:
@@ -41,21 +50,25 @@ class _OpenShard:
 
     def write(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
         starts = self.tokens + np.concatenate(([0], np.cumsum(lengths[:-1], dtype=np.int64)))
-        self.f.write(tokens.data)
-        self.fi.write(starts.astype(INDEX_DTYPE).data)
+        with no_space(self.path):
+            self.f.write(tokens.data)
+            self.fi.write(starts.astype(INDEX_DTYPE).data)
         self.tokens += len(tokens)
         self.docs += len(lengths)
 
     def sync(self) -> None:
-        for f in (self.f, self.fi):
-            f.flush()
-            os.fsync(f.fileno())
+        # Delayed allocation (ext4, XFS) may report a full disk only here, at flush or fsync.
+        with no_space(self.path):
+            for f in (self.f, self.fi):
+                f.flush()
+                os.fsync(f.fileno())
 
     def commit(self, directory: Path) -> ShardEntry:
         """Write the real headers, fsync, and rename both files into place."""
-        for f, dtype, n in ((self.f, self.dtype, self.tokens), (self.fi, INDEX_DTYPE, self.docs)):
-            f.seek(0)
-            f.write(npy_header(dtype, n))
+        with no_space(self.path):
+            for f, dtype, n in ((self.f, self.dtype, self.tokens), (self.fi, INDEX_DTYPE, self.docs)):
+                f.seek(0)
+                f.write(npy_header(dtype, n))
         self.sync()
         self.f.close()
         self.fi.close()
@@ -211,7 +224,8 @@ class DatasetWriter:
             eos_separates_documents=eos_separates_documents, tokenizer=tokenizer, shards=self.shards,
             stream_sha256=self._stream.hexdigest(), settings=settings, inputs=inputs, stats=stats,
             source_bytes=source_bytes, tool_version=tool_version)
-        write_json_atomic(self.directory / MANIFEST, manifest)
+        with no_space(self.directory / MANIFEST):
+            write_json_atomic(self.directory / MANIFEST, manifest)
         return parse_manifest(manifest, self.directory / MANIFEST)
 
 
