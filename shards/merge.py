@@ -2,6 +2,9 @@
 
 Shard files are hard-linked into the output, never copied, when both lie on one filesystem;
 the merged dataset has the same token stream and fingerprint as a single run over all inputs.
+What must be copied (the tokenizer, and the shards of parts on another filesystem) is checked
+against the free space first; a merge that fails, a full disk included, leaves no --out behind
+and no manifest, so the same command can simply be run again.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shards.errors import ShardFormatError, UsageError
-from shards.layout import TOKENIZER_DIR, index_name, read_npy_header, shard_name
+from shards.layout import MANIFEST, TOKENIZER_DIR, index_name, read_npy_header, shard_name
 from shards.manifest import (Manifest, ShardEntry, load_manifest, parse_manifest, tokenizer_mismatch,
                              write_json_atomic)
+from shards.space import RERUN, check_free, no_space, on_disk
+from shards.staging import NewOutput, copy_files, same_filesystem, tree_files
 from shards.writer import build_manifest
 
 _CHUNK = 8 << 20
@@ -75,35 +80,44 @@ def _place(src: Path, dst: Path) -> bool:
 def merge(paths: list[Path], out: Path, progress: Callable[[int], None] | None = None) -> tuple[Manifest, int]:
     """Merge datasets into `out`; returns the manifest and how many files had to be copied."""
     items = order_parts(paths)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out}: not empty; choose a new directory")
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(items[0][0] / items[0][1].tokenizer_dir, out / TOKENIZER_DIR)
-    stream = hashlib.sha256()
-    shards: list[ShardEntry] = []
-    copied = 0
-    for path, m in items:
-        for entry in m.shards:
-            i = len(shards)
-            src = path / entry.file
-            file_hash = _hash_shard(src, entry, stream, m, progress)  # checks the part while reading it
-            if file_hash != entry.sha256:
-                raise ShardFormatError(f"{src}: sha256 differs from its manifest; run `shards verify {path}`")
-            copied += not _place(src, out / shard_name(i))
-            copied += not _place(path / entry.index_file, out / index_name(i))
-            shards.append(ShardEntry(shard_name(i), entry.num_tokens, entry.num_documents, entry.bytes, entry.sha256,
-                                     index_name(i), entry.index_bytes, entry.index_sha256))
-    first = items[0][1].raw
-    settings = {**(first.get("settings") or {}), "part": None}
-    manifest = build_manifest(
-        out, dtype=items[0][1].dtype, vocab_size=first["vocab_size"], eos_id=first["eos_id"],
-        eos_separates_documents=first["eos_separates_documents"],
-        tokenizer={k: v for k, v in first["tokenizer"].items() if k != "sha256"}, shards=shards,
-        stream_sha256=stream.hexdigest(), settings=settings, inputs=_merged_inputs([m for _, m in items]),
-        stats=_summed([m.raw.get("stats") or {} for _, m in items]),
-        source_bytes=sum(int(m.raw.get("source_bytes", 0)) for _, m in items), tool_version=first["tool"]["version"])
-    write_json_atomic(out / "manifest.json", manifest)
-    return parse_manifest(manifest, out / "manifest.json"), copied
+    tok_src = items[0][0] / items[0][1].tokenizer_dir
+    tok_files = tree_files(tok_src, confine=items[0][0])
+    with NewOutput(out, "shards merge"):
+        # Parts on another filesystem are copied: their bytes must fit, with the tokenizer's.
+        copies = [e.bytes + e.index_bytes for p, m in items if not same_filesystem(p, out) for e in m.shards]
+        needed = on_disk([*copies, *(size for _, size in tok_files)], out)
+        check_free(out, needed, f"--out {out}: the tokenizer and {len(copies)} copied shard(s)")
+        after = f"removed what this merge wrote: {RERUN}"
+        with no_space(out / TOKENIZER_DIR, needed=needed, after=after):
+            copy_files(tok_src, out / TOKENIZER_DIR, tok_files)
+        stream = hashlib.sha256()
+        shards: list[ShardEntry] = []
+        copied = 0
+        for path, m in items:
+            for entry in m.shards:
+                i = len(shards)
+                src = path / entry.file
+                file_hash = _hash_shard(src, entry, stream, m, progress)  # checks the part while reading it
+                if file_hash != entry.sha256:
+                    raise ShardFormatError(f"{src}: sha256 differs from its manifest; run `shards verify {path}`")
+                for a, b in ((src, out / shard_name(i)), (path / entry.index_file, out / index_name(i))):
+                    with no_space(b, needed=needed, after=after):
+                        copied += not _place(a, b)
+                shards.append(ShardEntry(shard_name(i), entry.num_tokens, entry.num_documents, entry.bytes,
+                                         entry.sha256, index_name(i), entry.index_bytes, entry.index_sha256))
+        first = items[0][1].raw
+        settings = {**(first.get("settings") or {}), "part": None}
+        manifest = build_manifest(
+            out, dtype=items[0][1].dtype, vocab_size=first["vocab_size"], eos_id=first["eos_id"],
+            eos_separates_documents=first["eos_separates_documents"],
+            tokenizer={k: v for k, v in first["tokenizer"].items() if k != "sha256"}, shards=shards,
+            stream_sha256=stream.hexdigest(), settings=settings, inputs=_merged_inputs([m for _, m in items]),
+            stats=_summed([m.raw.get("stats") or {} for _, m in items]),
+            source_bytes=sum(int(m.raw.get("source_bytes", 0)) for _, m in items),
+            tool_version=first["tool"]["version"])
+        with no_space(out / MANIFEST, after=after):
+            write_json_atomic(out / MANIFEST, manifest)  # last: from here on the dataset is complete
+    return parse_manifest(manifest, out / MANIFEST), copied
 
 
 def _hash_shard(src: Path, entry: ShardEntry, stream, m: Manifest, progress) -> str:
