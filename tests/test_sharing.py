@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from shards import Dataset
 from shards.cli import main as shards_cli
 from tests.conftest import train_args
+from tests.helpers import tree_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,10 +74,29 @@ def test_llmc_header_checked(tmp_path, tokenizer_dir, damage, message):
     assert not (tmp_path / "ds" / "manifest.json").exists()
 
 
-def test_export_refuses_uint32(make_dataset, tmp_path):
-    path = make_dataset([np.array([70_000, 1, 2])], vocab_size=70_001)
-    result = _shards("export", path, "--format", "llmc", "--out", tmp_path / "x")
-    assert result.exit_code == 2 and "uint32" in result.output
+def test_merge_redoes_a_killed_merge_but_never_takes_a_foreign_directory(make_dataset, tmp_path):
+    """A merge marks --out while it writes (.incomplete): a rerun clears what a killed run left
+    (even a manifest written just before the kill) and merges again; an unmarked non-empty
+    directory is someone else's and is refused."""
+    a = make_dataset([[5, 6, 2], [7, 2]], name="a")
+    b = make_dataset([[8, 9, 10, 2]], name="b")
+    clean = _shards("merge", a, b, "--out", tmp_path / "clean")
+    assert clean.exit_code == 0, clean.output
+    assert not (tmp_path / "clean" / ".incomplete").exists()
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / ".incomplete").write_text("shards merge\n")
+    (killed / "shard_00000.npy").write_bytes(b"half")
+    (killed / "manifest.json").write_text("{}")
+    again = _shards("merge", a, b, "--out", killed)
+    assert again.exit_code == 0, again.output
+    assert tree_bytes(killed) == tree_bytes(tmp_path / "clean")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    refused = _shards("merge", a, b, "--out", foreign)
+    assert refused.exit_code == 2 and "not empty" in refused.output
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
