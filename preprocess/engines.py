@@ -1,15 +1,21 @@
-"""Turning text into ids inside worker processes, provably the same ids as AutoTokenizer.
+"""Turning text into ids inside worker processes: the same ids as AutoTokenizer, by construction.
 
-Three engines, fastest first: SentencePiece itself (when DIR/tokenizer has tokenizer.model),
-the `tokenizers` library on tokenizer.json, and `AutoTokenizer.encode` one document at a time.
-`choose_engine` takes the first whose output equals `AutoTokenizer.encode(text,
-add_special_tokens=False)` on a fixed set of awkward strings and the corpus's first documents,
-so a faster engine is only used where it agrees with the saved tokenizer.
+`AutoTokenizer.from_pretrained(DIR/tokenizer).encode(doc, add_special_tokens=False)` is the
+truth. `choose_engine` picks, from what the directory holds, an engine that computes exactly it:
+
+- sentencepiece: SentencePiece itself, for unigram models trained here, whose premises
+  `preprocess.spm_exact` checks (the fastest: 6x the `tokenizers` engine on Japanese);
+- tokenizers: the `tokenizers.Tokenizer` AutoTokenizer runs (its fast tokenizer *is* this
+  engine): tokenizer.json itself for a plain directory (`preprocess.tokenizer_dir`), else the
+  backend of the loaded AutoTokenizer, saved as it stands in memory;
+- transformers: `AutoTokenizer.encode` one document at a time, for anything else (slow).
+
+No engine is chosen by comparing outputs on a sample: a sample cannot see the rare documents
+(ties, long texts) where engines disagree.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,12 +27,7 @@ import numpy as np
 from preprocess.errors import TokenizerError
 
 ENGINES = ("sentencepiece", "tokenizers", "transformers")
-# Strings where tokenizers tend to disagree: whitespace runs, tabs, CJK, emoji, combining
-# marks, full/half width, control characters, byte-token and special-token look-alikes.
-PROBES = ("", " ", "  two  spaces ", " lead", "trail ", "tab\there", "a\nb\r\nc\rd", "\u3000全角 空白",
-          "😀 𠮷 ☃", "e\u0301 \u00e9", "ＡＢＣ１２３ ｶﾀｶﾅ", "\x01\x02\x7f", "\ufffd", "<0x41> <unk> <s> </s> <pad>",
-          "<|endoftext|> [CLS] [SEP] <|im_start|>", "123456789 3.14", "Hello, World! こんにちは、世界。",
-          "\u2581\u2581x", "a" * 300)
+Encoder = Callable[[Sequence[str]], list[list[int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,66 +36,103 @@ class EngineSpec:
 
     engine: str
     tokenizer_dir: str
+    backend_file: str | None = None
+    """tokenizers: the tokenizer.json to run (default: tokenizer_dir's own)."""
+    split_special: bool = True
+    """tokenizers: text spelling a special token is encoded as text (AutoTokenizer's split_special_tokens)."""
+
+    def describe(self) -> str:
+        return {"sentencepiece": "SentencePiece (exactly AutoTokenizer's ids: preprocess.spm_exact)",
+                "tokenizers": "the tokenizers library (AutoTokenizer's own engine)",
+                "transformers": "AutoTokenizer, one document at a time (slow: not a tokenizers-backed tokenizer)",
+                }.get(self.engine, self.engine)
+
+    def to_json(self) -> dict:
+        """For the journal; the backend file is named relative to the tokenizer's parent (the
+        run's work directory), which may have moved by the time a run resumes."""
+        name = Path(self.backend_file).name if self.backend_file else None
+        return {"engine": self.engine, "backend_file": name, "split_special": self.split_special}
+
+    @classmethod
+    def from_json(cls, data: dict | str, tokenizer_dir: str) -> EngineSpec:
+        if isinstance(data, str):  # a journal written before engines had options
+            return cls(data, tokenizer_dir)
+        name = data.get("backend_file")
+        backend = str(Path(tokenizer_dir).parent / name) if name else None
+        return cls(data["engine"], tokenizer_dir, backend, bool(data.get("split_special", True)))
 
 
-def make_encoder(spec: EngineSpec) -> Callable[[Sequence[str]], list[list[int]]]:
+def make_encoder(spec: EngineSpec) -> Encoder:
     """A function from texts to their ids, without special tokens."""
     tok_dir = Path(spec.tokenizer_dir)
     if spec.engine == "sentencepiece":
-        import sentencepiece as spm
+        from preprocess.spm_exact import ExactEncoder
 
-        sp = spm.SentencePieceProcessor(model_file=str(tok_dir / "tokenizer.model"))
-        return lambda texts: sp.encode(list(texts), num_threads=1)
+        return ExactEncoder(tok_dir, fallback=lambda: _tokenizers(tok_dir / "tokenizer.json", True))
     if spec.engine == "tokenizers":
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker process
-        import tokenizers
-
-        tk = tokenizers.Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
-        config = tok_dir / "tokenizer_config.json"
-        if config.exists() and json.loads(config.read_text(encoding="utf-8")).get("split_special_tokens"):
-            tk.encode_special_tokens = True  # what transformers does for split_special_tokens
-        encode = tk.encode_batch_fast if hasattr(tk, "encode_batch_fast") else tk.encode_batch
-        return lambda texts: [e.ids for e in encode(list(texts), add_special_tokens=False)]
+        return _tokenizers(Path(spec.backend_file) if spec.backend_file else tok_dir / "tokenizer.json",
+                           spec.split_special)
     if spec.engine == "transformers":
-        from transformers import AutoTokenizer
+        from shards.tokenizer_guard import load_tokenizer
 
-        tok = AutoTokenizer.from_pretrained(str(tok_dir))
+        tok = load_tokenizer(tok_dir, "the tokenizer")
         return lambda texts: [tok.encode(t, add_special_tokens=False) for t in texts]
     raise ValueError(f"unknown engine {spec.engine!r}")
 
 
-def available(tok_dir: Path) -> list[str]:
-    engines = []
-    if (tok_dir / "tokenizer.model").is_file():
-        engines.append("sentencepiece")
-    if (tok_dir / "tokenizer.json").is_file():
-        engines.append("tokenizers")
-    return engines + ["transformers"]
+def _tokenizers(path: Path, split_special: bool) -> Encoder:
+    """What TokenizersBackend.encode(text, add_special_tokens=False) does: its backend, special
+    tokens in text split or not, truncation and padding off (as encode turns them off)."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker process
+    from tokenizers import Tokenizer
+
+    tk = Tokenizer.from_file(str(path))
+    tk.no_truncation()
+    tk.no_padding()
+    tk.encode_special_tokens = split_special
+    encode = tk.encode_batch_fast if hasattr(tk, "encode_batch_fast") else tk.encode_batch
+    return lambda texts: [e.ids for e in encode(list(texts), add_special_tokens=False)]
 
 
-def choose_engine(tok_dir: Path, sample: Sequence[str]) -> tuple[EngineSpec, list[str]]:
-    """The fastest engine that agrees with AutoTokenizer on PROBES + `sample`, and the notes on
-    engines that were passed over (printed as warnings)."""
-    from transformers import AutoTokenizer
+def choose_engine(tok_dir: Path, work_dir: Path, loaded=None) -> EngineSpec:
+    """The fastest engine that computes AutoTokenizer's ids for DIR/tokenizer by construction.
 
-    reference = AutoTokenizer.from_pretrained(str(tok_dir))
-    texts = list(PROBES) + list(sample)
-    want = [reference.encode(t, add_special_tokens=False) for t in texts]
-    notes = []
-    for engine in available(tok_dir):
-        spec = EngineSpec(engine, str(tok_dir))
-        if engine == "transformers":
-            return spec, notes
-        try:
-            got = make_encoder(spec)(texts)
-        except Exception as e:  # a broken fast path only costs speed
-            notes.append(f"{engine} cannot encode with this tokenizer ({type(e).__name__}: {e}); using a slower engine")
-            continue
-        bad = next((i for i, (a, b) in enumerate(zip(got, want)) if list(a) != list(b)), None)
-        if bad is None:
-            return spec, notes
-        notes.append(f"{engine} disagrees with AutoTokenizer on {texts[bad][:40]!r}; using a slower engine")
-    raise AssertionError("unreachable: transformers is always available")
+    `loaded` is the AutoTokenizer of tok_dir when the caller has one (a directory that is not
+    plain needs it; `work_dir` then receives its backend as engine.json).
+    """
+    from preprocess import spm_exact
+    from preprocess.tokenizer_dir import plain
+
+    facts = plain(tok_dir)
+    if facts is not None:
+        if facts.split_special and spm_exact.problem(tok_dir) is None:
+            return EngineSpec("sentencepiece", str(tok_dir))
+        return EngineSpec("tokenizers", str(tok_dir), split_special=facts.split_special)
+    if loaded is None:
+        from shards.tokenizer_guard import load_tokenizer
+
+        loaded = load_tokenizer(tok_dir, str(tok_dir))
+    if _runs_its_backend(loaded):
+        backend_file = work_dir / "engine.json"
+        backend_file.write_text(loaded.backend_tokenizer.to_str(), encoding="utf-8")
+        return EngineSpec("tokenizers", str(tok_dir), str(backend_file), bool(loaded.split_special_tokens))
+    return EngineSpec("transformers", str(tok_dir))
+
+
+def _runs_its_backend(tok) -> bool:
+    """encode() is TokenizersBackend's own: straight to its `tokenizers` backend, no Python-side
+    text handling in a subclass, and no truncation or padding it would apply by default."""
+    try:
+        from transformers import TokenizersBackend
+    except ImportError:
+        return False
+    cls = type(tok)
+    if not isinstance(tok, TokenizersBackend):
+        return False
+    same = all(getattr(cls, name) is getattr(TokenizersBackend, name)
+               for name in ("encode", "_encode_plus", "set_truncation_and_padding"))
+    backend = tok.backend_tokenizer
+    return same and backend.truncation is None and backend.padding is None
 
 
 def to_array(ids: list[list[int]], eos_id: int | None, ends: Sequence[bool], dtype: np.dtype,

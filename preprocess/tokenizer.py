@@ -2,7 +2,10 @@
 
 Whatever the source, the saved directory loads with `transformers.AutoTokenizer` and is the
 single source of truth: the ids written to the shards are what `AutoTokenizer.encode(doc,
-add_special_tokens=False)` returns (see `preprocess.engines`, which checks it).
+add_special_tokens=False)` returns (see `preprocess.engines`). Trained and converted
+SentencePiece models are written without transformers (`preprocess.spm_model`), and the facts
+of a plain directory are read from its files (`preprocess.tokenizer_dir`): transformers is
+imported only for a tokenizer directory of another kind or a hub name.
 """
 
 from __future__ import annotations
@@ -17,17 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from preprocess import spm_model
 from preprocess.errors import TokenizerError
-from shards.vocab import vocab_size
+from preprocess.tokenizer_dir import FILES, plain
 
 SP_MODEL = "tokenizer.model"  # a SentencePiece model kept beside tokenizer.json (fast path)
 SPECIAL = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
-# SentencePiece piece types (sentencepiece_model.proto): never produced from raw text.
-_UNKNOWN, _CONTROL, _BYTE = 2, 3, 6
-_BPE = 2  # TrainerSpec.model_type
-# A score no text will choose: control, unknown and byte pieces exist in the vocabulary but
-# SentencePiece never matches them in text ("</s>" in a document stays four characters).
-_NEVER = -1e9
 # SentencePiece skips training sentences longer than this (bytes); longer documents are cut.
 _SP_MAX_SENTENCE = 16384
 # SentencePiece's trained model depends on how many threads share the work (each sums its part
@@ -56,6 +54,7 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
     Byte fallback: a character never seen in training becomes its UTF-8 bytes, never <unk>.
     Identity normalization and no whitespace folding, so decode(encode(text)) == text.
     The model depends on `threads` (see TRAIN_THREADS), not on how many cores run them.
+    Unigram scores are rounded to multiples of 2**-SCORE_BITS (see preprocess.spm_exact).
     """
     import sentencepiece as spm
 
@@ -84,9 +83,13 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
             minloglevel=2)
     except RuntimeError as e:
         raise TokenizerError(_training_error(str(e), vocab_size, character_coverage)) from None
+    proto = spm_model.model_proto()
+    proto.ParseFromString(model.getvalue())
+    if proto.trainer_spec.model_type == spm_model.UNIGRAM:
+        spm_model.quantize(proto)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SP_MODEL).write_bytes(model.getvalue())
-    sentencepiece_to_transformers(out_dir / SP_MODEL, out_dir)
+    (out_dir / SP_MODEL).write_bytes(proto.SerializeToString())
+    spm_model.write_transformers_files(proto, out_dir)
 
 
 def _training_error(message: str, vocab_size: int, coverage: float) -> str:
@@ -105,43 +108,43 @@ def _training_error(message: str, vocab_size: int, coverage: float) -> str:
 
 
 def sentencepiece_to_transformers(model_path: Path, out_dir: Path) -> None:
-    """Write tokenizer.json + tokenizer_config.json for a SentencePiece model (offline)."""
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import SpmConverter, import_protobuf
-
-    proto = import_protobuf().ModelProto()
-    try:
-        proto.ParseFromString(Path(model_path).read_bytes())
-    except Exception:
-        raise TokenizerError(f"{model_path}: not a SentencePiece model file") from None
-    if not proto.pieces:
-        raise TokenizerError(f"{model_path}: not a SentencePiece model file (no pieces)")
-    if proto.trainer_spec.model_type == _BPE:
-        # A dict makes transformers build a real BPE (merges ranked by piece score); a scored
-        # list would make a Unigram model, which splits text unlike SentencePiece's BPE.
-        vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
-    else:
-        vocab = [(p.piece, _NEVER if p.type in (_UNKNOWN, _CONTROL, _BYTE) else p.score) for p in proto.pieces]
-    backend = SpmConverter.build_tokenizer_from_spm_proto(proto, vocab)
-    if backend is None:
-        raise TokenizerError(f"{model_path}: unsupported SentencePiece model type")
-    spec = proto.trainer_spec
-    names = {}
-    for key, idx in (("unk", spec.unk_id), ("bos", spec.bos_id), ("eos", spec.eos_id), ("pad", spec.pad_id)):
-        if 0 <= idx < len(proto.pieces):
-            names[f"{key}_token"] = proto.pieces[idx].piece
-    # split_special_tokens: text spelling "</s>" is encoded as text, like SentencePiece does,
-    # so a corpus can never inject a document boundary.
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, split_special_tokens=True, **names)
-    tok.save_pretrained(str(out_dir))
+    """Write tokenizer.json + tokenizer_config.json for a SentencePiece model (offline), and keep
+    the model beside them."""
+    proto = spm_model.read_proto(model_path)
+    if spm_model.buildable(proto):
+        spm_model.write_transformers_files(proto, out_dir)
+    else:  # other normalizers (NFKC, dummy prefix, ...): transformers' converter knows them
+        _convert_with_transformers(proto, out_dir, model_path)
     if Path(model_path).resolve() != (out_dir / SP_MODEL).resolve():
         shutil.copyfile(model_path, out_dir / SP_MODEL)
 
 
-def import_tokenizer(source: str, out_dir: Path) -> str:
+def _convert_with_transformers(proto, out_dir: Path, model_path: Path) -> None:
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import SpmConverter
+
+    if proto.trainer_spec.model_type == spm_model.BPE:
+        # A dict makes transformers build a real BPE (merges ranked by piece score); a scored
+        # list would make a Unigram model, which splits text unlike SentencePiece's BPE.
+        vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+    else:
+        never = (spm_model.UNKNOWN, spm_model.CONTROL, spm_model.BYTE)
+        vocab = [(p.piece, spm_model.NEVER if p.type in never else p.score) for p in proto.pieces]
+    backend = SpmConverter.build_tokenizer_from_spm_proto(proto, vocab)
+    if backend is None:
+        raise TokenizerError(f"{model_path}: unsupported SentencePiece model type")
+    # split_special_tokens: text spelling "</s>" is encoded as text, like SentencePiece does,
+    # so a corpus can never inject a document boundary.
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, split_special_tokens=True,
+                                  **spm_model.special_tokens(proto))
+    tok.save_pretrained(str(out_dir))
+
+
+def import_tokenizer(source: str, out_dir: Path) -> tuple[str, object | None]:
     """Save the tokenizer named by `source` (directory, .model file or hub name) into out_dir.
 
-    Returns a short description of the kind of source.
+    Returns the kind of source ("sentencepiece-file", "directory", "hub") and the AutoTokenizer
+    loaded on the way, if one was (None when transformers was not needed).
     """
     path = Path(source).expanduser()
     if path.is_file():
@@ -149,25 +152,58 @@ def import_tokenizer(source: str, out_dir: Path) -> str:
             raise TokenizerError(f"--tokenizer {source}: a file must be a SentencePiece .model; "
                                  "for a transformers tokenizer pass its directory")
         sentencepiece_to_transformers(path, out_dir)
-        return "sentencepiece-file"
+        return "sentencepiece-file", None
     if path.is_dir():
-        tok = _load_auto(str(path), source)
-        tok.save_pretrained(str(out_dir))
-        # Keep the source's own bytes for every file transformers writes: the tokenizer's hash
-        # (and so the fingerprint) then matches a dataset made with the same directory.
-        for saved in list(out_dir.iterdir()):
-            original = path / saved.name
-            if original.is_file():
-                shutil.copyfile(original, saved)
-        sp = path / SP_MODEL
-        if sp.is_file() and not (out_dir / SP_MODEL).exists():
-            shutil.copyfile(sp, out_dir / SP_MODEL)
-        return "directory"
+        return "directory", _import_directory(path, source, out_dir)
     if path.suffix == ".model" or os.sep in source and not _looks_like_hub_id(source):
         raise TokenizerError(f"--tokenizer {source}: no such file or directory")
     tok = _load_hub(source)
     tok.save_pretrained(str(out_dir))
-    return "hub"
+    from shards.tokenizer_guard import check_inert
+
+    check_inert(out_dir, f"--tokenizer {source}")
+    return "hub", tok
+
+
+def _import_directory(path: Path, source: str, out_dir: Path):
+    """Copy a tokenizer directory into out_dir, checked inert first; the loaded AutoTokenizer,
+    or None for a plain directory (copied as it is, read without transformers)."""
+    from shards.tokenizer_guard import check_inert
+
+    what = f"--tokenizer {source}"
+    check_inert(path, what)  # before anything reads it: no code, no files outside it
+    if plain(path) is not None:
+        for name in sorted(FILES):
+            if (path / name).is_file():
+                shutil.copyfile(path / name, out_dir / name)
+        return None
+    tok = _load_guarded(path, what)
+    tok.save_pretrained(str(out_dir))
+    # Keep the source's own bytes for every file transformers writes: the tokenizer's hash
+    # (and so the fingerprint) then matches a dataset made with the same directory.
+    for saved in list(out_dir.iterdir()):
+        original = path / saved.name
+        if original.is_file():
+            shutil.copyfile(original, saved)
+    sp = path / SP_MODEL
+    if sp.is_file() and not (out_dir / SP_MODEL).exists():
+        shutil.copyfile(sp, out_dir / SP_MODEL)
+    return _load_guarded(out_dir, what)  # the saved directory is the truth from here on
+
+
+def _load_guarded(path: Path, what: str):
+    """shards.tokenizer_guard.load_tokenizer (inert, offline), a failure to load worded as this
+    command's usage error (the refusal of unsafe code stays what it is)."""
+    from shards.errors import ShardFormatError
+    from shards.tokenizer_guard import UnsafeTokenizerError, load_tokenizer
+
+    try:
+        return load_tokenizer(path, what)
+    except UnsafeTokenizerError:
+        raise
+    except ShardFormatError as e:
+        reason = str(e).removeprefix(f"{what}: ").removeprefix("cannot load the tokenizer ")
+        raise TokenizerError(f"{what}: transformers cannot load it {reason}") from None
 
 
 def _looks_like_hub_id(name: str) -> bool:
@@ -178,7 +214,7 @@ def _load_auto(name: str, source: str, **kwargs):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(name, **kwargs)
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=False, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TokenizerError(f"--tokenizer {source}: transformers cannot load it ({first})") from None
@@ -189,7 +225,7 @@ def _load_hub(name: str):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError):
         pass
     hint = ("pass a local tokenizer directory or a SentencePiece .model file instead, "
@@ -207,17 +243,24 @@ def _load_hub(name: str):
     return _load_auto(name, name)
 
 
-def describe(tok_dir: Path, source: str, kind: str) -> TokenizerInfo:
-    """Load the saved tokenizer back and read the facts the pipeline needs."""
-    tok = load_saved(tok_dir)
+def describe(tok_dir: Path, source: str, kind: str, loaded=None) -> TokenizerInfo:
+    """The facts the pipeline needs, from the files of a plain directory, else from the loaded
+    AutoTokenizer (`loaded`, or loaded here)."""
+    facts = plain(tok_dir)
+    if facts is not None:
+        return TokenizerInfo(kind=kind, source=source, vocab_size=facts.vocab_size, eos_id=facts.ids.get("eos_token"),
+                             eos_token=facts.tokens.get("eos_token"), bos_id=facts.ids.get("bos_token"))
+    from shards.vocab import vocab_size
+
+    tok = loaded if loaded is not None else load_saved(tok_dir)
     return TokenizerInfo(kind=kind, source=source, vocab_size=vocab_size(tok), eos_id=tok.eos_token_id,
                          eos_token=tok.eos_token, bos_id=tok.bos_token_id)
 
 
 def load_saved(tok_dir: Path):
-    from transformers import AutoTokenizer
+    from shards.tokenizer_guard import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(str(tok_dir))
+    return load_tokenizer(tok_dir, str(tok_dir))
 
 
 def resolve_eos(tok_dir: Path, info: TokenizerInfo, eos_token: str | None, no_eos: bool) -> int | None:
@@ -227,7 +270,8 @@ def resolve_eos(tok_dir: Path, info: TokenizerInfo, eos_token: str | None, no_eo
             raise TokenizerError("--no-eos and --eos-token contradict each other; give one")
         return None
     if eos_token is not None:
-        vocab = load_saved(tok_dir).get_vocab()
+        facts = plain(tok_dir)
+        vocab = facts.vocab if facts is not None else load_saved(tok_dir).get_vocab()
         if eos_token not in vocab:
             raise TokenizerError(f"--eos-token {eos_token!r} is not a token of this tokenizer's vocabulary")
         return vocab[eos_token]

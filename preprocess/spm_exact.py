@@ -1,0 +1,184 @@
+"""SentencePiece's speed with AutoTokenizer's ids: when, and how, they are the same by construction.
+
+AutoTokenizer runs tokenizer.json with the `tokenizers` library. For a unigram model both
+libraries run the same Viterbi search (`tokenizers`' `Unigram::encode_optimized` is a line-by-
+line port of SentencePiece's `Model::EncodeOptimized`): start positions left to right, the
+pieces matching there shortest first, a piece replacing the best path ending where it ends
+only if its score is strictly higher, unknown characters as one-character nodes. Two things
+differ, and each is made not to matter:
+
+1. Arithmetic. SentencePiece adds path scores in float32, `tokenizers` in float64, so a near
+   tie (repeated characters: "lllll" is l|ll|ll or ll|ll|l at equal score) can go either way,
+   and on long documents rounding decides more. Scores trained here are multiples of
+   2**-SCORE_BITS; a sum of n such scores, each at most S in size, is exact in float32 while
+   n * S <= 2**(24 - SCORE_BITS) and in float64 while n * S <= 2**(53 - SCORE_BITS). Every piece
+   covers at least one character, so bounding a text's characters bounds every sum the
+   search forms. Exact sums and the same comparisons give the same path.
+2. Pre-tokenization. tokenizer.json isolates the user-defined piece "<" before the model sees
+   the text (and control and byte pieces, which all contain "<", can then never match). The
+   encoder here splits at "<" the same way, so SentencePiece never sees it either.
+
+A text longer than the float32 bound is cut where no piece can span the cut (a pair of
+adjacent characters that occurs in no piece): every path of the search passes through such a
+position, so the search decomposes there exactly. A text with no such cut, or beyond the float64
+bound, is encoded by the `tokenizers` engine itself. `problem()` checks every premise above on
+the files, so a model that does not meet them (a user's own .model, BPE) never gets here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from preprocess.spm_model import BYTE, CONTROL, NORMAL, SCORE_BITS, UNIGRAM, UNKNOWN, USER_DEFINED, read_proto
+
+_UNK_PENALTY = 10.0  # kUnkPenalty in SentencePiece, K_UNK_PENALTY in tokenizers
+_SPACE = "\u2581"
+
+
+def problem(tok_dir: Path) -> str | None:
+    """Why SentencePiece cannot give AutoTokenizer's ids for this plain directory (None: it can)."""
+    model = tok_dir / "tokenizer.model"
+    if not model.is_file():
+        return "no tokenizer.model"
+    proto = read_proto(model)
+    spec, norm = proto.trainer_spec, proto.normalizer_spec
+    if spec.model_type != UNIGRAM:
+        return "not a unigram model"
+    if not spec.byte_fallback:
+        return "no byte fallback"
+    if norm.precompiled_charsmap or norm.add_dummy_prefix or norm.remove_extra_whitespaces or not norm.escape_whitespaces:
+        return "its normalizer does more than escape spaces"
+    if [p.piece for p in proto.pieces if p.type == USER_DEFINED] != ["<"]:
+        return 'its user-defined pieces are not exactly "<"'
+    if any(p.type not in (NORMAL, USER_DEFINED, UNKNOWN, CONTROL, BYTE) for p in proto.pieces):
+        return "it has unused pieces"
+    if any(p.type in (UNKNOWN, CONTROL, BYTE) and "<" not in p.piece for p in proto.pieces):
+        return 'a control, unknown or byte piece does not contain "<"'
+    if not all(_on_grid(p.score) for p in proto.pieces if p.type == NORMAL):
+        return f"its scores are not multiples of 2**-{SCORE_BITS} (not trained by preprocess)"
+    config = json.loads((tok_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    if not config.get("split_special_tokens"):
+        return "split_special_tokens is off (AutoTokenizer matches special tokens in text)"
+    return _json_problem(tok_dir, proto)
+
+
+def _json_problem(tok_dir: Path, proto) -> str | None:
+    """tokenizer.json must hold this model, as `tokenizers` loads it: same pieces, same scores
+    (read back from the loaded tokenizer: its JSON parser is not correctly rounded), the same
+    normalizer, "<" isolated, and no added token but the special pieces themselves."""
+    from tokenizers import Tokenizer
+
+    loaded = json.loads(Tokenizer.from_file(str(tok_dir / "tokenizer.json")).to_str())
+    model = loaded.get("model") or {}
+    if model.get("type") != "Unigram" or not model.get("byte_fallback") or model.get("unk_id") != proto.trainer_spec.unk_id:
+        return "tokenizer.json is not this unigram model"
+    vocab = model.get("vocab") or []
+    if [v[0] for v in vocab] != [p.piece for p in proto.pieces]:
+        return "tokenizer.json's pieces differ from tokenizer.model's"
+    if any(v[1] != p.score for v, p in zip(vocab, proto.pieces) if p.type in (NORMAL, USER_DEFINED)):
+        return "tokenizer.json's scores differ from tokenizer.model's"
+    if not _on_grid(min(v[1] for v in vocab)):
+        return "tokenizer.json's lowest score is not on the score grid"
+    if loaded.get("normalizer") != {"type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"String": " "}, "content": _SPACE}]}:
+        return "tokenizer.json's normalizer is not SentencePiece's"
+    if loaded.get("pre_tokenizer") != {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "<"}, "behavior": "Isolated", "invert": False}]}:
+        return 'tokenizer.json does not isolate "<"'
+    pieces = [p.piece for p in proto.pieces]
+    for t in loaded.get("added_tokens", []):
+        if not t.get("special") or not 0 <= t["id"] < len(pieces) or pieces[t["id"]] != t["content"]:
+            return f"tokenizer.json adds the token {t.get('content')!r}"
+        if proto.pieces[t["id"]].type not in (CONTROL, UNKNOWN):
+            return f"tokenizer.json makes the piece {t['content']!r} special"
+    return None
+
+
+def _on_grid(score: float) -> bool:
+    return float(score * (1 << SCORE_BITS)).is_integer()
+
+
+class ExactEncoder:
+    """SentencePiece encoding that returns what `tokenizers` returns on tokenizer.json, for a
+    directory `problem()` accepts. Called with a batch of texts, returns their ids."""
+
+    def __init__(self, tok_dir: Path, fallback: Callable[[], Callable[[Sequence[str]], list[list[int]]]]):
+        import sentencepiece as spm
+
+        proto = read_proto(tok_dir / "tokenizer.model")
+        self.sp = spm.SentencePieceProcessor(model_file=str(tok_dir / "tokenizer.model"))
+        self.lt = self.sp.piece_to_id("<")
+        normal = [p.score for p in proto.pieces if p.type == NORMAL]
+        low = min(normal)
+        # The largest score either search adds (in size): a piece, or an unknown character
+        # (SentencePiece: the lowest normal score - 10; tokenizers: the lowest of all - 10).
+        tk_vocab = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+        sp_step = max(max(abs(s) for s in normal), abs(low - _UNK_PENALTY))
+        tk_step = max(sp_step, abs(min(s for _, s in tk_vocab) - _UNK_PENALTY))
+        grid = 1 << SCORE_BITS
+        self.sp_chars = int((1 << 24) // (sp_step * grid))  # longest text SentencePiece sums exactly
+        self.tk_chars = int((1 << 53) // (tk_step * grid))  # ... and tokenizers
+        # Adjacent characters inside some piece (spaces as "▁"): a cut elsewhere splits no piece.
+        self.pairs = {p.piece[i:i + 2] for p in proto.pieces if p.type == NORMAL for i in range(len(p.piece) - 1)}
+        self._fallback_factory, self._fallback = fallback, None
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        texts = texts if isinstance(texts, list) else list(texts)
+        limit = self.sp_chars
+        if not any(len(t) > limit or "<" in t for t in texts):
+            return self.sp.encode(texts, num_threads=1)
+        # Each text becomes a plan: an index into `chunks` (the text itself), a list of them and
+        # -1 for "<", or None (too long to sum exactly: the fallback engine encodes it).
+        chunks: list[str] = []
+        plans: list[int | list[int] | None] = []
+        for t in texts:
+            if len(t) <= limit and "<" not in t:
+                plans.append(len(chunks))
+                chunks.append(t)
+            else:
+                plans.append(self._plan(t, chunks))
+        ids = self.sp.encode(chunks, num_threads=1)
+        out = [ids[p] if isinstance(p, int) else None if p is None else
+               [x for step in p for x in ([self.lt] if step < 0 else ids[step])] for p in plans]
+        slow = [i for i, p in enumerate(plans) if p is None]
+        if slow:
+            if self._fallback is None:
+                self._fallback = self._fallback_factory()
+            for i, got in zip(slow, self._fallback([texts[i] for i in slow])):
+                out[i] = list(got)
+        return out
+
+    def _plan(self, text: str, chunks: list[str]) -> list[int] | None:
+        """Cut `text` at "<" and into chunks SentencePiece sums exactly (appended to `chunks`);
+        returns the order (-1 for "<", else an index into chunks), or None for the fallback."""
+        plan: list[int] = []
+        for n, segment in enumerate(text.split("<")):
+            if n:
+                plan.append(-1)
+            if len(segment) > self.tk_chars:
+                return None
+            for chunk in self._cuts(segment):
+                if chunk is None:
+                    return None
+                plan.append(len(chunks))
+                chunks.append(chunk)
+        return plan
+
+    def _cuts(self, segment: str):
+        """`segment` in pieces of at most sp_chars characters, cut only where no piece spans;
+        a None where there is no such cut within sp_chars."""
+        start, n = 0, len(segment)
+        norm = segment.replace(" ", _SPACE) if n > self.sp_chars else segment
+        while n - start > self.sp_chars:
+            cut = start + self.sp_chars
+            while cut > start and norm[cut - 1:cut + 1] in self.pairs:
+                cut -= 1
+            if cut == start:
+                yield None
+                return
+            yield segment[start:cut]
+            start = cut
+        if start < n:
+            yield segment[start:]
