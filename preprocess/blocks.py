@@ -145,6 +145,16 @@ def _pieces(line: bytes, start: int, end: int, max_bytes: int | None):
 
 # -- streams ----------------------------------------------------------------------------------
 
+def require_regular(f: InputFile) -> None:
+    """Refuse an input that is no longer a regular file (os.stat never blocks, unlike open)."""
+    try:
+        mode = os.stat(f.path).st_mode
+    except OSError as e:
+        raise InputError(f"{f.name}: cannot open ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{f.name}: not a regular file any more; preprocess reads regular files only")
+
+
 def open_binary(f: InputFile) -> tuple[BinaryIO, BinaryIO]:
     """(decompressed stream, raw file); the raw file's position measures progress.
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from preprocess.blocks import Cursor, ProgressFn
+from preprocess.blocks import Cursor, ProgressFn, require_regular
 from preprocess.errors import InputError, UsageError
 from preprocess.inputs import PYARROW_HINT, InputFile, Unit, unit_bytes
 
@@ -119,6 +119,7 @@ class Table:
         self.f, self.key = f, text_key
         pa = pyarrow(f)
         self._source: Any = None
+        require_regular(f)  # pyarrow would wait on a FIFO swapped in since the inputs were listed
         try:
             if f.fmt == "parquet":
                 import pyarrow.parquet as pq

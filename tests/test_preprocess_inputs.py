@@ -71,24 +71,30 @@ def _all_pieces(files, units) -> list[tuple[int, str]]:
 file_st = st.tuples(
     st.lists(st.tuples(st.text(st.sampled_from("ab。 "), max_size=8), st.sampled_from(["\n", "\r\n", "\r"])),
              max_size=8),
-    st.booleans(),  # gzip-compressed: goes whole to one part
-    st.booleans())  # starts with a BOM
+    st.sampled_from(["plain", "gzip", "parquet"]),  # gzip goes whole to one part; Parquet splits by rows
+    st.booleans(),  # starts with a BOM (text files)
+    st.integers(1, 4))  # Parquet rows per row group
 
 
 @settings(max_examples=80, deadline=None)
 @given(specs=st.lists(file_st, min_size=1, max_size=3))
 def test_parts_cover_every_document_exactly_once(specs):
+    from tests.columnar_files import write_parquet
+
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
-        for j, (lines, compressed, bom) in enumerate(specs):
+        for j, (lines, kind, bom, group) in enumerate(specs):
             raw = ("\ufeff" if bom else "").encode() + "".join(t + e for t, e in lines).encode()
-            path = Path(tmp) / (f"f{j}.txt.gz" if compressed else f"f{j}.txt")
-            path.write_bytes(gzip.compress(raw, mtime=0) if compressed else raw)
+            path = Path(tmp) / {"plain": f"f{j}.txt", "gzip": f"f{j}.txt.gz", "parquet": f"f{j}.parquet"}[kind]
+            if kind == "parquet":
+                write_parquet(path, [t for t, _ in lines], row_group_size=group)
+            else:
+                path.write_bytes(gzip.compress(raw, mtime=0) if kind == "gzip" else raw)
             paths.append(str(path))
         files, _ = discover(paths)
         whole = _all_pieces(files, plan_part(files, 0, 1))
-        assert [t for _, t in whole] == [t for lines, _, _ in specs for t, _ in lines if t.strip()]
-        for n in (2, 3):
+        assert [t for t in whole] == [(j, t) for j, (lines, *_) in enumerate(specs) for t, _ in lines if t.strip()]
+        for n in (2, 3, 5):
             parts = [plan_part(files, k, n) for k in range(n)]
             # Each compressed file goes whole to exactly one part.
             compressed = sorted(u.file for p in parts for u in p if files[u.file].compression)
