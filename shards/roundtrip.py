@@ -99,13 +99,16 @@ def roundtrip(path: str | os.PathLike[str], *, progress: Callable[[int], None] |
 
 
 def _batches(starts: np.ndarray, num_tokens: int, batch_tokens: int):
-    """(lo, hi) ranges of the shard's documents holding about `batch_tokens` tokens (at least one document)."""
+    """(lo, hi) ranges of a shard's documents holding at most `batch_tokens` tokens together,
+    or one document alone when it is longer. E.g. starts [0, 3, 4, 10], 12 tokens, batch 5:
+    (0, 2) (3 + 1 tokens), (2, 3) (6), (3, 4) (2)."""
     n = len(starts)
     lo = 0
     while lo < n:
         limit = int(starts[lo]) + batch_tokens
-        hi = int(np.searchsorted(starts, limit, side="right"))
-        hi = min(max(hi, lo + 1), lo + BATCH_DOCS, n)
+        # Document j ends where j + 1 starts (the last one at num_tokens): take those ending by `limit`.
+        hi = n if num_tokens <= limit else int(np.searchsorted(starts, limit, side="right")) - 1
+        hi = min(max(hi, lo + 1), lo + BATCH_DOCS)
         yield lo, hi
         lo = hi
 
