@@ -184,7 +184,8 @@ CLI_READERS = {
     "verify --tokenizer-roundtrip": lambda ds, tmp: ["verify", ds, "--tokenizer-roundtrip"],
     "inspect": lambda ds, tmp: ["inspect", ds, "--doc", 0],
     "export": lambda ds, tmp: ["export", ds, "--format", "nanogpt", "--out", tmp / "exported"],
-    "merge": lambda ds, tmp: ["merge", ds, "--out", tmp / "merged"],
+    # A clean part first: the malicious one is refused wherever it comes in the list.
+    "merge": lambda ds, tmp: ["merge", tmp / "clean", ds, "--out", tmp / "merged"],
 }
 
 
@@ -203,14 +204,15 @@ def test_library_readers_refuse(victim, tmp_path, variant, reader):
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.__name__)
 @pytest.mark.parametrize("command", CLI_READERS, ids=str)
-def test_commands_refuse(victim, tmp_path, variant, command):
+def test_commands_refuse(victim, make_dataset, tmp_path, variant, command):
     (tmp_path / "outside").mkdir()
+    clean = make_dataset([[20, 21, EOS]], eos_id=EOS, name="clean")
     expected = variant(victim, tmp_path / "outside")
     with opened() as seen:
         result = shards_cli(*CLI_READERS[command](victim, tmp_path))
     line = assert_clean_error(result, 1)
     assert expected in line
-    assert outside(seen, tmp_path, [victim]) == []
+    assert outside(seen, tmp_path, [victim, clean]) == []
     assert not (tmp_path / "exported").exists() and not (tmp_path / "merged").exists()
 
 
