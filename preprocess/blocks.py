@@ -11,19 +11,16 @@ depend on how the file was read.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
 import lzma
-import os
 import re
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit, unit_bytes
+from preprocess.streams import open_binary
 
 BLOCK_BYTES = 1 << 20
 EOL = re.compile(rb"\r\n|\r|\n")
@@ -143,46 +140,7 @@ def _pieces(line: bytes, start: int, end: int, max_bytes: int | None):
         yield part, j == 0, last, end if last else start
 
 
-# -- streams ----------------------------------------------------------------------------------
-
-def require_regular(f: InputFile) -> None:
-    """Refuse an input that is no longer a regular file (os.stat never blocks, unlike open)."""
-    try:
-        mode = os.stat(f.path).st_mode
-    except OSError as e:
-        raise InputError(f"{f.name}: cannot open ({e.strerror})") from None
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{f.name}: not a regular file any more; preprocess reads regular files only")
-
-
-def open_binary(f: InputFile) -> tuple[BinaryIO, BinaryIO]:
-    """(decompressed stream, raw file); the raw file's position measures progress.
-
-    Opened without blocking and checked to be a regular file: a FIFO or device swapped in
-    since the inputs were listed is refused here instead of hanging or reading forever.
-    """
-    try:
-        fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise InputError(f"{f.name}: cannot open ({e.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InputError(f"{f.name}: not a regular file any more; preprocess reads regular files only")
-    raw = os.fdopen(fd, "rb")  # O_NONBLOCK does nothing for regular files
-    if f.compression is None:
-        return raw, raw
-    if f.compression == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
-    if f.compression == "bz2":
-        return bz2.BZ2File(raw, mode="rb"), raw
-    if f.compression == "xz":
-        return lzma.LZMAFile(raw, mode="rb"), raw
-    import zstandard
-
-    # read_across_frames: pzstd and concatenated files hold several frames; stopping after the
-    # first would silently drop the rest.
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), raw
-
+# -- reading a stream ---------------------------------------------------------------------------
 
 def first_line_start(stream: BinaryIO, start: int, chunk: int = BLOCK_BYTES) -> int:
     """The first offset >= start where a line begins: 0, or just past a line end."""

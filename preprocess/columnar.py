@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from preprocess.blocks import Cursor, ProgressFn, require_regular
+from preprocess.blocks import Cursor, ProgressFn
+from preprocess.streams import require_regular
 from preprocess.errors import InputError, UsageError
 from preprocess.inputs import PYARROW_HINT, InputFile, Unit, unit_bytes
 

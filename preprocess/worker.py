@@ -10,7 +10,6 @@ gives what the rules give for such text (tests/test_preprocess_blocks.py checks 
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 from dataclasses import dataclass, field
