@@ -13,6 +13,7 @@ with that very tokenizer.json. Anything else is loaded through transformers (`sh
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,14 @@ def plain(tok_dir: Path) -> Plain | None:
     names = {p.name for p in tok_dir.iterdir()} if tok_dir.is_dir() else set()
     if "tokenizer.json" not in names or "tokenizer_config.json" not in names or names - FILES:
         return None
+    # A run asks several times (import, facts, engine): parse the files once while they stay the same.
+    stamp = tuple((n, st.st_size, st.st_mtime_ns) for n in sorted(names) for st in [(tok_dir / n).stat()])
+    return _plain(str(tok_dir.resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _plain(directory: str, stamp: tuple) -> Plain | None:
+    tok_dir = Path(directory)
     config = _json(tok_dir / "tokenizer_config.json")
     if not isinstance(config, dict) or set(config) - _KEYS or config.get("tokenizer_class") not in _CLASSES:
         return None
