@@ -161,7 +161,7 @@ def train(plan: Plan, rt: Runtime, quiet: bool, source: Iterator | None) -> Resu
                 with meter.paused():
                     eval_loss = evaluation(raw_model, evalset, step=state.step, cfg=cfg, rt=rt, metrics=metrics,
                                            show=show)
-                    metrics.redraw(f"step {state.step} of {cfg.max_steps}, {human(state.tokens_seen)} tokens")
+                    metrics.redraw(f"step {state.step:,} of {cfg.max_steps:,}, {human(state.tokens_seen)} tokens")
             stopping = agree(stop.requested is not None, rt) or state.step == stop_step
             if state.step % cfg.checkpoint_every == 0 or stopping:
                 refuse_non_finite(window, step=state.step, ckpt=ckpt, rt=rt)
@@ -177,7 +177,7 @@ def train(plan: Plan, rt: Runtime, quiet: bool, source: Iterator | None) -> Resu
     finally:
         stop.restore()
         bar.close()
-        metrics.redraw(f"step {state.step} of {cfg.max_steps}, {human(state.tokens_seen)} tokens")
+        metrics.redraw(f"step {state.step:,} of {cfg.max_steps:,}, {human(state.tokens_seen)} tokens")
         metrics.close()
         del batches  # shuts the DataLoader workers down after the last checkpoint
     if metrics.plot_path.exists() and rt.main:
