@@ -42,9 +42,11 @@ class EngineSpec:
     """tokenizers: text spelling a special token is encoded as text (AutoTokenizer's split_special_tokens)."""
 
     def describe(self) -> str:
-        return {"sentencepiece": "SentencePiece (exactly AutoTokenizer's ids: preprocess.spm_exact)",
+        """For people: which engine, and why its ids are AutoTokenizer's."""
+        return {"sentencepiece": "SentencePiece (the same ids as AutoTokenizer, by construction)",
                 "tokenizers": "the tokenizers library (AutoTokenizer's own engine)",
-                "transformers": "AutoTokenizer, one document at a time (slow: not a tokenizers-backed tokenizer)",
+                "transformers": "AutoTokenizer itself, one document at a time (slow: this tokenizer is not "
+                                "backed by the tokenizers library)",
                 }.get(self.engine, self.engine)
 
     def to_json(self) -> dict:

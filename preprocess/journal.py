@@ -60,7 +60,8 @@ def lock_output(out: Path) -> DirectoryLock:
 def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, Any],
             inputs: list[dict[str, Any]], overwrite: bool) -> tuple[str, dict[str, Any] | None]:
     """Decide what to do with `out` (created and locked by `lock_output`): ("fresh", None),
-    ("resume", state) or ("complete", None)."""
+    ("restart", None) (a run killed before its first journal entry, cleared), ("resume", state)
+    or ("complete", None)."""
     journal = Journal(out)
     state = journal.load()
     if state is not None:
@@ -86,7 +87,7 @@ def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, 
     if held == [WORK_DIR]:
         # A run that failed or was killed before its first journal entry: nothing worth keeping.
         clear(out)
-        return "fresh", None
+        return "restart", None
     if held:
         if not overwrite:
             raise UsageError(f"--out {out}: not empty and holds no preprocess run; choose a new or empty "

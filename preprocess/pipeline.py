@@ -18,7 +18,7 @@ from preprocess.config import PreprocessConfig
 from preprocess.engines import EngineSpec, choose_engine
 from preprocess.encoding import Encoding
 from preprocess.errors import InputError
-from preprocess.inputs import FORMATS, InputFile, Unit, discover, plan_part, plan_sample
+from preprocess.inputs import COLUMNAR, COMPRESSIONS, FORMATS, InputFile, Unit, discover, plan_part, plan_sample
 from preprocess.journal import Journal, lock_output, prepare, refuse_inputs_inside
 from preprocess.reader import Piece, read_unit
 from shards import DatasetWriter, Manifest
@@ -36,14 +36,22 @@ class Summary:
     resumed: bool
     already_complete: bool = False
     encode_rate: float = 0.0  # tokens/s from the first batch back from a worker to the last written
+    tokenizer_seconds: float = 0.0  # training or importing the tokenizer (0 when resumed)
+    encode_seconds: float = 0.0  # from starting the workers to the last shard written
+    kept_tokens: int = 0  # tokens an interrupted run had written, kept by this one
+
+
+def _readable() -> str:
+    """What preprocess reads, from preprocess.inputs' own tables: ".txt, .jsonl, ... (...)"."""
+    text = [ext for ext, fmt in FORMATS.items() if fmt not in COLUMNAR]
+    return f"{', '.join(FORMATS)} ({'/'.join(text)} also compressed: {', '.join(COMPRESSIONS)})"
 
 
 def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
     t0 = time.monotonic()
     files, ignored = discover(list(cfg.inputs))
     if ignored and not cfg.quiet:
-        say(f"note: ignored {ignored} file(s) in the input directories that are not {', '.join(FORMATS)} "
-            "(optionally compressed)")
+        say(f"note: ignored {ignored} file(s) in the input directories that are not {_readable()}")
     if cfg.tokenizer_only:
         return _tokenizer_only(cfg, files, say, t0)
     units = plan_part(files, *cfg.part)
@@ -67,8 +75,14 @@ def _run_locked(cfg: PreprocessConfig, files: list[InputFile], units: list[Unit]
         manifests = {k: shards.load_manifest(d) for k, d in dirs.items()}
         return Summary(manifests, {}, time.monotonic() - t0, resumed=False, already_complete=True)
     journal = Journal(cfg.out)
+    t_tok = time.monotonic()
     if state is None:
+        if mode == "restart" and not cfg.quiet:
+            say(f"note: {cfg.out} held a run interrupted before it had written anything; starting it over")
         state = _start(cfg, files, journal, say)
+    elif state["cursor"] is None and not cfg.quiet:
+        say(f"continuing the interrupted run in {cfg.out} with its tokenizer (no tokens had been written yet)")
+    t_tok = time.monotonic() - t_tok
     tok_dir = journal.dir / "tokenizer"
     info = tk.TokenizerInfo(**state["tokenizer"])
     spec = EngineSpec.from_json(state["engine"], str(tok_dir))
@@ -78,17 +92,20 @@ def _run_locked(cfg: PreprocessConfig, files: list[InputFile], units: list[Unit]
     writers = {k: DatasetWriter(d, vocab_size=info.vocab_size, shard_tokens=cfg.shard_tokens,
                                 state=state["writers"].get(k)) for k, d in dirs.items()}
     resumed = state["cursor"] is not None
+    kept = sum(w.num_tokens for w in writers.values()) if resumed else 0
     if resumed and not cfg.quiet:
-        kept = sum(w.num_tokens for w in writers.values())
-        say(f"resuming the interrupted run in {cfg.out}: {kept:,} tokens already written are kept")
+        say(f"resuming the interrupted run in {cfg.out}: the {kept:,} tokens it had written are kept")
+    t_enc = time.monotonic()
     run_state = Encoding(cfg, files, units, writers, state, journal, spec, info)
     run_state.encode_all()
+    t_enc = time.monotonic() - t_enc
     manifests = _finish(cfg, files, units, writers, state, info)
     journal.remove()
     totals = _totals(state["stats"])
     totals["bytes"] = sum(s["bytes"] for s in state.get("splits", {}).values())
     totals["chars"] = sum(s["chars"] for s in state.get("splits", {}).values())
-    return Summary(manifests, totals, time.monotonic() - t0, resumed, encode_rate=run_state.rate())
+    return Summary(manifests, totals, time.monotonic() - t0, resumed, encode_rate=run_state.rate(),
+                   tokenizer_seconds=t_tok, encode_seconds=t_enc, kept_tokens=kept)
 
 
 def _start(cfg: PreprocessConfig, files: list[InputFile], journal: Journal, say) -> dict[str, Any]:
@@ -108,7 +125,7 @@ def _start(cfg: PreprocessConfig, files: list[InputFile], journal: Journal, say)
         journal.remove()
         raise
     if not cfg.quiet:
-        say(f"tokenizer: {info.vocab_size:,} tokens ({info.kind}); encoding with {spec.describe()}")
+        say(f"tokenizer: {info.vocab_size:,} tokens; encoding with {spec.describe()}")
     state = {"identity": cfg.identity(files), "cursor": None, "writers": {}, "stats": {},
              "tokenizer": tokenizer, "eos_id": eos_id, "engine": spec.to_json()}
     journal.save(state)
@@ -275,14 +292,28 @@ def report(summary: Summary, cfg: PreprocessConfig) -> str:
     s = summary.stats
     tokens = sum(m.num_tokens for m in summary.manifests.values())
     secs = max(summary.seconds, 1e-9)
-    lines = [f"wrote {cfg.out}" + (" (resumed)" if summary.resumed else "")]
+    now = tokens - summary.kept_tokens  # what this run encoded: the speeds count only these
+    head = f"wrote {cfg.out}"
+    if summary.resumed:
+        head += f" (resumed: {summary.kept_tokens:,} tokens kept from the interrupted run, {now:,} encoded now)"
+    lines = [head]
     for name, m in summary.manifests.items():
         lines.append(f"  {name}: {m.num_tokens:,} tokens, {m.num_documents:,} documents, {len(m.shards)} shard(s), "
                      f"{m.dtype.name}; fingerprint {m.fingerprint}")
     chars_per_token = s["chars"] / tokens if tokens else 0.0
-    encoding = f" (encoding {human(summary.encode_rate)} tokens/s)" if summary.encode_rate else ""
     lines.append(f"  documents {s['documents']:,}  tokens {tokens:,}  source {human(s['bytes'], 'B')}  "
-                 f"{chars_per_token:.2f} chars/token  time {duration(secs)}  {human(tokens / secs)} tokens/s{encoding}")
+                 f"{chars_per_token:.2f} chars/token")
+    phases = ""
+    if summary.tokenizer_seconds >= 1:
+        phases = (f" (tokenizer {duration(summary.tokenizer_seconds)}, "
+                  f"encoding and writing {duration(summary.encode_seconds)})")
+    lines.append(f"  time {duration(secs)}{phases}")
+    workers = f"{cfg.workers} worker process{'es' if cfg.workers != 1 else ''}" if cfg.workers else "in this process"
+    speed = f"  speed: {human(now / secs)} tokens/s over the whole run"
+    if summary.encode_rate:
+        speed += (f"; {human(summary.encode_rate)} tokens/s while encoding ({workers}; from the first block back to "
+                  "the last written, without start-up)")
+    lines.append(speed)
     skipped = ", ".join(f"{k} {s[k]:,}" for k in SKIP_REASONS if s[k]) or "none"
     lines.append(f"  replaced characters {s['replaced']:,}  NUL bytes removed {s['nul_bytes']:,}  "
                  f"split documents {s['split']:,}  skipped: {skipped}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import shards.writer
+from shards import Dataset
 from preprocess import encoding, pipeline
 from preprocess.journal import WORK_DIR
 from shards.layout import shard_name
@@ -84,8 +86,16 @@ def test_resume_after_a_kill_gives_the_same_bytes(monkeypatch, tmp_path, corpus_
     journal = json.loads((tmp_path / "ds" / WORK_DIR / "state.json").read_text())
     r = preprocess_cli(*args)
     assert r.exit_code == 0, r.output
-    # It continues from the last checkpoint, when there was one.
-    assert ("(resumed)" in r.stdout) == (journal["cursor"] is not None)
+    # It continues from the last checkpoint, when there was one, and says so (before and after).
+    resumed = journal["cursor"] is not None
+    assert ("(resumed: " in r.stdout) == resumed == ("resuming the interrupted run" in r.stderr)
+    if resumed:  # this run's speed counts only what it encoded
+        kept, now = re.search(r"resumed: ([\d,]+) tokens kept from the interrupted run, ([\d,]+) encoded now",
+                              r.stdout).groups()
+        assert int(kept.replace(",", "")) + int(now.replace(",", "")) == Dataset(tmp_path / "ds").num_tokens
+        assert int(kept.replace(",", "")) > 0
+    else:
+        assert "continuing the interrupted run" in r.stderr and "with its tokenizer" in r.stderr
     assert tree_bytes(tmp_path / "ds") == tree_bytes(sample_dataset)
 
 
@@ -150,7 +160,7 @@ def test_sigkill_then_rerun(tmp_path, corpus_file, tokenizer_dir):
 
     r = preprocess_cli(*args[:-1])  # the same command (without -q, to see the summary)
     assert r.exit_code == 0, r.output
-    assert "(resumed)" in r.stdout
+    assert "(resumed: " in r.stdout
     assert tree_bytes(out) == tree_bytes(ref)
 
 
