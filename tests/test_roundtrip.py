@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,32 @@ def test_preprocess_with_max_doc_bytes_passes(tmp_path, corpus_lines, tokenizer_
     assert report.split_documents == ([20] if report.split else [])
     r = shards_cli("verify", out, "--tokenizer-roundtrip")
     assert r.exit_code == 0, r.output
+
+
+def test_the_batched_encoder_gives_autotokenizers_ids(tok, corpus_lines):
+    """The fast batch path (encode_batch_fast on the backend) equals tok.encode, text by text."""
+    from shards.roundtrip import _Checker
+
+    check = _Checker(tok, EOS, None, 10)
+    assert check.fast, "the project's tokenizer should take the fast path, or this test checks nothing"
+    texts = corpus_lines[:1500] + ["a▁b", "x \ufffd y", "</s> <unk> <0x41>", "", "  ", "🙂"]
+    assert check._encode(texts) == [tok.encode(t, add_special_tokens=False) for t in texts]
+
+
+def test_a_tokenizer_that_truncates_by_default(tmp_path, tokenizer_dir, corpus_lines):
+    """A tokenizer.json with truncation on: AutoTokenizer's encode does not truncate, nor may we."""
+    from transformers import AutoTokenizer
+
+    from tests.conftest import write_dataset
+
+    trunc = tmp_path / "trunc-tok"
+    shutil.copytree(tokenizer_dir, trunc)
+    spec = json.loads((trunc / "tokenizer.json").read_text())
+    spec["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
+    (trunc / "tokenizer.json").write_text(json.dumps(spec))
+    t = AutoTokenizer.from_pretrained(str(trunc))
+    docs = [t.encode(line, add_special_tokens=False) + [EOS] for line in corpus_lines[:20]]
+    assert max(len(d) for d in docs) > 20
+    write_dataset(tmp_path / "ds", docs, vocab_size=1000, shard_tokens=100, tokenizer_dir=trunc, eos_id=EOS)
+    report = roundtrip(tmp_path / "ds")
+    assert (report.documents, report.differ) == (20, 0)
