@@ -127,22 +127,25 @@ class ExactEncoder:
     def __call__(self, texts: Sequence[str]) -> list[list[int]]:
         texts = texts if isinstance(texts, list) else list(texts)
         limit = self.sp_chars
-        if not any(len(t) > limit or "<" in t for t in texts):
+        # Checked in C where possible: most batches hold no "<" and no text over the limit.
+        if "<" not in "".join(texts) and max(map(len, texts), default=0) <= limit:
             return self.sp.encode(texts, num_threads=1)
-        # Each text becomes a plan: an index into `chunks` (the text itself), a list of them and
-        # -1 for "<", or None (too long to sum exactly: the fallback engine encodes it).
+        odd = [i for i, t in enumerate(texts) if "<" in t or len(t) > limit]
+        simple = list(texts)
+        for i in odd:
+            simple[i] = ""
+        out = self.sp.encode(simple, num_threads=1)
+        # Each odd text becomes a plan: indices into `chunks`, -1 for "<"; None when it cannot
+        # be summed exactly (the fallback engine encodes it).
         chunks: list[str] = []
-        plans: list[int | list[int] | None] = []
-        for t in texts:
-            if len(t) <= limit and "<" not in t:
-                plans.append(len(chunks))
-                chunks.append(t)
+        plans = [(i, self._plan(texts[i], chunks)) for i in odd]
+        ids = self.sp.encode(chunks, num_threads=1) if chunks else []
+        slow = []
+        for i, plan in plans:
+            if plan is None:
+                slow.append(i)
             else:
-                plans.append(self._plan(t, chunks))
-        ids = self.sp.encode(chunks, num_threads=1)
-        out = [ids[p] if isinstance(p, int) else None if p is None else
-               [x for step in p for x in ([self.lt] if step < 0 else ids[step])] for p in plans]
-        slow = [i for i, p in enumerate(plans) if p is None]
+                out[i] = [x for step in plan for x in ([self.lt] if step < 0 else ids[step])]
         if slow:
             if self._fallback is None:
                 self._fallback = self._fallback_factory()
