@@ -83,12 +83,13 @@ def roundtrip(path: str | os.PathLike[str], *, progress: Callable[[int], None] |
     report = Report()
     first_doc = 0
     for shard, entry in enumerate(m.shards):
-        tokens, starts = ds.tokens(shard), ds.document_starts(shard)
+        starts, base = ds.document_starts(shard), int(ds.starts[shard])
         for lo, hi in _batches(starts, entry.num_tokens, batch_tokens):
             bounds = [int(x) for x in starts[lo:hi]] + [int(starts[hi]) if hi < len(starts) else entry.num_tokens]
             if any(b <= a for a, b in zip(bounds, bounds[1:])) or bounds[0] < 0 or bounds[-1] > entry.num_tokens:
                 raise ShardFormatError(f"{ds.path / entry.index_file}: document starts out of order; run `shards verify`")
-            block = np.asarray(tokens[bounds[0]:bounds[-1]]).tolist()
+            # Positioned reads, not a memory map: mapped pages would pile up in RSS over the dataset.
+            block = ds.read(base + bounds[0], base + bounds[-1]).tolist()
             docs = [block[a - bounds[0]:b - bounds[0]] for a, b in zip(bounds, bounds[1:])]
             check.batch(docs, first_doc + lo, entry.file, report)
             if progress:
