@@ -205,3 +205,22 @@ def test_plain_directories_are_what_autotokenizer_runs(tmp_path, exact_dir, toke
         assert (info.vocab_size, info.eos_id, info.eos_token, info.bos_id) == \
             (vocab_size(tok), tok.eos_token_id, tok.eos_token, tok.bos_token_id)
         assert facts.vocab == tok.get_vocab()
+
+
+def test_a_tokenizer_without_a_tokenizers_backend_is_encoded_by_autotokenizer(tmp_path, tokenizer_dir, corpus_lines):
+    """transformers' SentencePieceBackend (a Python tokenizer): no fast engine can promise its
+    ids, so the workers run AutoTokenizer itself."""
+    spb = tmp_path / "spb"
+    spb.mkdir()
+    (spb / "tokenizer.model").write_bytes((tokenizer_dir / "tokenizer.model").read_bytes())
+    (spb / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "SentencePieceBackend", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
+        "pad_token": "<pad>", "split_special_tokens": True}))
+    assert choose_engine(spb, tmp_path).engine == "transformers"
+    corpus = write_lines(tmp_path / "in.txt", corpus_lines[:40] + TIE_RUNS)
+    r = preprocess_cli(corpus, "--tokenizer", spb, "--out", tmp_path / "ds", "--workers", 1, "-q")
+    assert r.exit_code == 0, r.output
+    tok = _autotokenizer(tmp_path / "ds" / "tokenizer")
+    assert type(tok).__name__ == "SentencePieceBackend"
+    assert [list(d) for d in documents(tmp_path / "ds")] == \
+        [tok.encode(t, add_special_tokens=False) for t in corpus_lines[:40] + TIE_RUNS]
