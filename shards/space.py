@@ -62,8 +62,12 @@ def check_free(path: str | os.PathLike[str], needed: int, what: str) -> None:
                            f"{size_text(free)} free; nothing was written: {RERUN}")
 
 
-def is_no_space(e: BaseException, path: str | os.PathLike[str] | None = None) -> bool:
-    """Whether `e` means the disk (or a quota) is full, however the library that raised it says so."""
+def is_no_space(e: BaseException, path: str | os.PathLike[str] | None = None, needed: int = 0) -> bool:
+    """Whether `e` means the disk (or a quota) is full, however the library that raised it says so.
+
+    `needed`: the bytes the failed write wanted; called after its partial files are removed, a
+    RuntimeError with less than that free (torch.save's way of saying ENOSPC) counts too.
+    """
     if isinstance(e, NoSpaceError):
         return True
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -75,7 +79,7 @@ def is_no_space(e: BaseException, path: str | os.PathLike[str] | None = None) ->
         return True  # the Rust `tokenizers` library raises a bare Exception("... (os error 28)")
     if isinstance(e, RuntimeError) and path is not None:
         free = free_bytes(path)
-        return free is not None and free < _NEARLY_FULL
+        return free is not None and free < max(_NEARLY_FULL, needed)
     return False
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from shards.errors import ShardFormatError
 from shards.manifest import fsync_dir
+from shards.space import is_no_space, no_space_error
 
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
@@ -114,8 +115,14 @@ class Checkpointer:
             (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
             share_like_umask(tmp)
             sync_tree(tmp)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)  # a half-written checkpoint only takes space
+            need = tensor_bytes(state)
+            if is_no_space(e, self.root, need):
+                good = self.complete()
+                raise no_space_error(tmp, needed=need, after=(
+                    f"the checkpoint of step {step} was not kept; the newest complete checkpoint is "
+                    f"{good[-1] if good else 'none'}: free space and run `train --out {self.run_dir} --resume`")) from e
             raise
         if final.exists():  # the same step saved again (e.g. a stop right after a periodic save)
             shutil.rmtree(final)
@@ -151,7 +158,7 @@ class Checkpointer:
     def final_complete(self) -> bool:
         return (self.final / MARKER).is_file()
 
-    def write_final(self, fill: Callable[[Path], None], step: int) -> Path:
+    def write_final(self, fill: Callable[[Path], None], step: int, need: int = 0) -> Path:
         """`fill(tmp_dir)` writes the model; then it is renamed to RUN/final and marked complete.
 
         An older final/ (complete or not) is moved aside first and removed only once the new
@@ -166,8 +173,12 @@ class Checkpointer:
             fill(tmp)
             share_like_umask(tmp)
             sync_tree(tmp)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if is_no_space(e, self.run_dir, need):
+                raise no_space_error(tmp, needed=need, after=(
+                    f"{self.final} was not written; free space and run `train --out {self.run_dir} --resume`, which "
+                    "writes it from the last checkpoint")) from e
             raise
         shutil.rmtree(old, ignore_errors=True)
         if self.final.exists():
@@ -248,6 +259,19 @@ def load_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or not {"model", "optimizer", "ranks"} <= set(state):
         raise CheckpointError(f"{path}: {STATE} lacks the model, optimizer or per-process state")
     return state
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in a nested dict/list (what torch.save will write, roughly)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def mark_complete(directory: Path, text: str) -> None:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import shutil
 import time
@@ -21,7 +20,7 @@ from shards import __version__
 from shards.console import Progress, human
 from shards.errors import ShardFormatError
 from shards.manifest import write_json_atomic
-from train.checkpoint import Checkpointer
+from train.checkpoint import Checkpointer, tensor_bytes
 from train.dataset import as_is
 from train.evaluate import EvalSet, evaluate
 from train.meter import LossWindow, Throughput
@@ -309,31 +308,10 @@ def save_checkpoint(ckpt: Checkpointer, *, state: TrainState, window: LossWindow
                 "fingerprints": plan.data.fingerprints, "tokenizer_sha256": plan.data.tokenizer_sha256,
                 "datasets": [str(d.path.resolve()) for d in plan.data.train], "model": model_meta(model),
                 "config": cfg.to_json(), "tool": {"name": "shardtrain", "version": __version__}}
-        try:
-            path = ckpt.save(state.step, tensors, meta)
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
-            good = ckpt.complete()
-            need = sum(t.numel() * t.element_size() for t in _tensors(tensors))
-            raise ShardFormatError(
-                f"{e.filename or ckpt.root}: no space left on device while saving the checkpoint of step {state.step} "
-                f"(about {human(need, 'B')} needed); nothing of it was kept; the newest complete checkpoint is "
-                f"{good[-1] if good else 'none'}: free space and run `train --out {ckpt.run_dir} --resume`") from None
+        path = ckpt.save(state.step, tensors, meta)  # a full disk: one line, nothing kept (checkpoint.py)
     if rt.distributed:
         torch.distributed.barrier()  # nobody runs ahead of a checkpoint that may be needed
     return path
-
-
-def _tensors(obj) -> Iterator[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _tensors(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _tensors(v)
 
 
 def vocab_of(data: RunData) -> Vocab:
@@ -370,15 +348,9 @@ def release(ckpt: Checkpointer, *, plan: Plan, rt: Runtime, model, vocab: Vocab,
                 "tokens_seen": state.tokens_seen, "config": cfg.to_json()}
         (tmp / "shardtrain.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
-    try:
-        final = ckpt.write_final(fill, state.step)
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
-            raise
-        raise ShardFormatError(f"{e.filename or ckpt.run_dir}: no space left on device while writing {ckpt.final} "
-                               f"(about {human(sum(p.numel() * p.element_size() for p in model.parameters()), 'B')} "
-                               f"needed); nothing of it was kept: free space and run `train --out {cfg.out} "
-                               "--resume`, which writes it from the last checkpoint") from None
+    need = tensor_bytes(dict(model.state_dict())) + sum(f.stat().st_size for f in data.first.tokenizer_dir.iterdir()
+                                                        if f.is_file())
+    final = ckpt.write_final(fill, state.step, need)
     say(f"final model: {final} (AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained)")
     sample = _sample(final, model, cfg, vocab, rt) if cfg.sample_tokens > 0 else None
     if sample is not None:

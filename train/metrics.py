@@ -82,7 +82,12 @@ class Metrics:
         from train.plot import draw
 
         title = f"{self.title}\n{subtitle}" if subtitle else self.title
-        return draw(read(self.path), self.plot_path, title)
+        try:
+            return draw(read(self.path), self.plot_path, title)
+        except OSError:
+            # A full disk: the old plot stays (it is replaced by rename); the checkpoint that
+            # follows reports the problem in its own words instead of a plot's.
+            return None
 
     def close(self) -> None:
         if self.enabled and self.tb is not None:
