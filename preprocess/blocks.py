@@ -172,7 +172,7 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
     unit = units[index]
     f = files[unit.file]
     stream, raw = open_binary(f)
-    meter = _Meter(f, unit, raw, progress)
+    meter = UnitMeter(f, unit, progress)
     try:
         if resume is not None:
             base, line = resume.offset, resume.line
@@ -180,9 +180,10 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
             base = first_line_start(stream, unit.start, block_bytes)
             line = 1 if base == 0 else None
         stream.seek(base)
-        meter.update(resumed=resume is not None)
+        meter.at(raw.tell(), resumed=resume is not None)
         limit = max_doc_bytes if f.fmt == "txt" else None  # a JSON line cannot be cut
-        yield from _frame(stream, meter, index, unit.file, base, line, unit.stop, limit, block_bytes)
+        yield from _frame(stream, lambda: meter.at(raw.tell()), index, unit.file, base, line, unit.stop, limit,
+                          block_bytes)
         meter.finish()
     except (OSError, EOFError, lzma.LZMAError) as e:
         raise InputError(f"{f.name}: cannot read ({e})") from None
@@ -191,29 +192,29 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
         raw.close()
 
 
-class _Meter:
-    """Progress of one unit in raw (on-disk) bytes, capped at the unit's share of the total."""
+class UnitMeter:
+    """Progress of one unit in bytes on disk, capped at the unit's share of the total (a read
+    runs past the unit's end to finish its last line)."""
 
-    def __init__(self, f: InputFile, unit: Unit, raw: BinaryIO, progress: ProgressFn | None):
-        self.raw, self.progress = raw, progress
+    def __init__(self, f: InputFile, unit: Unit, progress: ProgressFn | None):
+        self.progress = progress
         self.origin = unit.start if f.compression is None else 0
         self.budget, self.done = unit_bytes(f, unit), 0
 
-    def update(self, resumed: bool = False) -> None:
-        if self.progress is not None:
-            self._add(min(max(self.raw.tell() - self.origin, 0), self.budget) - self.done, resumed)
+    def at(self, position: int, resumed: bool = False) -> None:
+        """The file is done up to byte `position` (of the raw file)."""
+        self._add(min(max(position - self.origin, 0), self.budget) - self.done, resumed)
 
     def finish(self) -> None:
-        if self.progress is not None:
-            self._add(self.budget - self.done, False)
+        self._add(self.budget - self.done, False)
 
     def _add(self, n: int, resumed: bool) -> None:
-        if n > 0:
+        if n > 0 and self.progress is not None:
             self.done += n
             self.progress(n, resumed)
 
 
-def _frame(stream: BinaryIO, meter: _Meter, index: int, file: int, base: int, line: int | None,
+def _frame(stream: BinaryIO, after_read: Callable[[], None], index: int, file: int, base: int, line: int | None,
            stop: int | None, limit: int | None, block_bytes: int) -> Iterator[Block]:
     """Cut the stream, positioned at `base` (a line start), into blocks of whole lines and
     pieces of too-long lines, up to the first line starting at or past `stop`."""
@@ -225,7 +226,7 @@ def _frame(stream: BinaryIO, meter: _Meter, index: int, file: int, base: int, li
             chunk = stream.read(block_bytes)
             eof = not chunk
             buf += chunk
-            meter.update()
+            after_read()
         if in_line:  # the rest of a too-long line
             m = EOL.search(buf)
             # A final "\r" may be half of "\r\n": the line's text is then one byte shorter.

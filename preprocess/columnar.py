@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from preprocess.blocks import Cursor, ProgressFn
+from preprocess.blocks import Cursor, ProgressFn, UnitMeter
 from preprocess.streams import require_regular
 from preprocess.errors import InputError, UsageError
-from preprocess.inputs import PYARROW_HINT, InputFile, Unit, unit_bytes
+from preprocess.inputs import PYARROW_HINT, InputFile, Unit
 
 _READ_BUFFER = 1 << 20  # Parquet column chunks are streamed through a buffer this size
 _MAX_BATCH_ROWS = 65536
@@ -75,13 +75,14 @@ def read_rows(files: list[InputFile], units: list[Unit], index: int, *, text_key
         total = table.rows
         start = row_at(unit.start, f.size, total) if resume is None else resume.offset
         stop = total if unit.stop is None else row_at(unit.stop, f.size, total)
-        done = _Done(f, unit, total, progress)
-        done.at(start, resumed=resume is not None)
+        meter = UnitMeter(f, unit, progress)
+        position = lambda row: f.size * row // total if total else 0  # noqa: E731 - the rule in the docstring
+        meter.at(position(start), resumed=resume is not None)
         for first, array in table.arrays(start, stop, block_bytes):
             for rows in _cut(array, unit=index, file=unit.file, first_row=first, block_bytes=block_bytes):
                 yield rows
-                done.at(rows.end_row)
-        done.finish()
+                meter.at(position(rows.end_row))
+        meter.finish()
     except (InputError, UsageError):
         raise
     except Exception as e:  # pyarrow's errors (ArrowInvalid, ArrowIOError, ...) say what is wrong
@@ -90,26 +91,6 @@ def read_rows(files: list[InputFile], units: list[Unit], index: int, *, text_key
         raise InputError(f"{f.name}: cannot read ({e})") from None
     finally:
         table.close()
-
-
-class _Done:
-    """Progress of one unit in bytes of the file: row r is done up to its position."""
-
-    def __init__(self, f: InputFile, unit: Unit, rows: int, progress: ProgressFn | None):
-        self.f, self.unit, self.rows, self.progress = f, unit, rows, progress
-        self.budget, self.done = unit_bytes(f, unit), 0
-
-    def at(self, row: int, resumed: bool = False) -> None:
-        pos = self.f.size * row // self.rows if self.rows else 0
-        self._add(min(max(pos - self.unit.start, 0), self.budget) - self.done, resumed)
-
-    def finish(self) -> None:
-        self._add(self.budget - self.done, False)
-
-    def _add(self, n: int, resumed: bool) -> None:
-        if n > 0 and self.progress is not None:
-            self.done += n
-            self.progress(n, resumed)
 
 
 class Table:
