@@ -92,6 +92,7 @@ def main() -> None:
     args = ap.parse_args()
     from train.config import TrainConfig
     from train.loop import run
+    from train.preflight import plan_of
 
     t0 = time.monotonic()
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
@@ -112,12 +113,12 @@ def main() -> None:
         results = {}
         for kind in ("real", "synthetic"):
             cfg = TrainConfig(data=(str(data),), out=str(root / kind), model=args.model, block_size=args.block_size,
-                              batch_size=args.batch_size, max_steps=args.steps, warmup=20, log_every=10,
+                              batch_size=args.batch_size, max_steps=args.steps, warmup=min(20, args.steps // 10), log_every=10,
                               eval_every=10**9, checkpoint_every=10**9, sample_tokens=0, workers=args.workers,
                               device=args.device, compile=args.compile, seed=0)
             source = synthetic(args.batch_size, args.block_size, vocab, args.device) if kind == "synthetic" else None
             start = time.monotonic()
-            run(cfg, quiet=True, batches=source)
+            run(plan_of(cfg), quiet=True, batches=source)
             results[kind] = summarize(root / kind, skip=min(50, args.steps // 3))
             results[kind]["seconds"] = time.monotonic() - start
             r = results[kind]

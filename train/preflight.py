@@ -60,7 +60,12 @@ class Plan:
 
 def prepare(config_file: Path | None, flags: dict[str, Any]) -> Plan:
     """The checked plan of a `train` invocation; UsageError / ShardFormatError name any problem."""
-    cfg = load_config(config_file, flags)
+    return plan_of(load_config(config_file, flags))
+
+
+def plan_of(cfg: TrainConfig) -> Plan:
+    """The checked plan of a resolved config (what `prepare` does after reading the settings).
+    Holds the run directory's lock, on rank 0: `train.loop.run` releases it."""
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.eval_only:
         return _eval_plan(cfg, rank, world_size)
