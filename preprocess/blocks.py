@@ -11,15 +11,15 @@ depend on how the file was read.
 
 from __future__ import annotations
 
-import hashlib
 import lzma
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit, unit_bytes
+from preprocess.split import goes_to_valid, in_valid  # noqa: F401 - re-exported: the split's rule lives there
 from preprocess.streams import open_binary
 
 BLOCK_BYTES = 1 << 20
@@ -299,21 +299,3 @@ def _line_start_at_or_after(buf: bytearray, p: int, eof: bool) -> int | None:
     if m is None or (m.group() == b"\r" and m.end() == len(buf) and not eof):
         return len(buf) if eof else None
     return m.end()
-
-
-# -- the validation split ---------------------------------------------------------------------
-
-def in_valid(digest: bytes, fraction: float) -> bool:
-    """A document goes to the validation set when the hash of its text falls below `fraction`."""
-    return int.from_bytes(digest[:8], "big") < fraction * 2.0**64
-
-
-def goes_to_valid(text: Iterable[bytes], fraction: float) -> bool:
-    """The side of a document given its cleaned UTF-8 text, whole or in pieces (one rule for the
-    fast path, the line-by-line path and documents joined from piece blocks)."""
-    if not fraction:
-        return False
-    h = hashlib.blake2b(digest_size=8)
-    for part in text:
-        h.update(part)
-    return in_valid(h.digest(), fraction)

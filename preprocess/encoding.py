@@ -14,7 +14,7 @@ import numpy as np
 
 import shards
 from preprocess import worker
-from preprocess.blocks import goes_to_valid
+from preprocess.split import goes_to_valid
 from preprocess.columnar import check_columns
 from preprocess.errors import InputError
 from preprocess.inputs import unit_bytes

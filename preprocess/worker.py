@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from preprocess.blocks import BOM, Block, goes_to_valid
+from preprocess.blocks import BOM, Block
+from preprocess.split import goes_to_valid
 from preprocess.columnar import Rows
 from preprocess.engines import EngineSpec, make_encoder, to_array
 from preprocess.errors import TokenizerError
