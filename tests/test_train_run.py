@@ -61,6 +61,8 @@ def test_released_model_loads_with_transformers(train_valid, tmp_path):
     mask = os.umask(0o022)
     os.umask(mask)
     assert {oct(p.stat().st_mode & 0o777) for p in (run / "final").iterdir()} == {oct(0o666 & ~mask)}
+    ckpt = next((run / "checkpoints").iterdir())
+    assert {oct(p.stat().st_mode & 0o777) for p in ckpt.iterdir()} == {oct(0o666 & ~mask)}
     records = read(run / "metrics.jsonl")
     steps = [r for r in records if "loss" in r]
     assert {"step", "loss", "lr", "grad_norm", "tokens_per_s", "data_wait"} <= set(steps[0])
