@@ -87,7 +87,8 @@ def test_config_validation(bad, message):
 
 def _save(ck: Checkpointer, step: int) -> Path:
     meta = {"tokens_seen": step, "layout": {"world_size": 1, "batch_size": 1, "grad_accum": 1},
-            "fingerprints": {"data": ["f"], "valid": None}, "config": {}}
+            "fingerprints": {"data": ["f"], "valid": None}, "config": {},
+            "model": {"n_positions": 8, "config": {}}}
     return ck.save(step, {"model": {"w": torch.tensor([step])}, "optimizer": {}, "ranks": []}, meta)
 
 

@@ -193,6 +193,8 @@ class Checkpointer:
 def read(path: Path) -> Checkpoint:
     """Check a complete checkpoint's meta.json (and state.pt's size) without loading tensors."""
     where = str(path)
+    if not (path / MARKER).is_file():
+        raise CheckpointError(f"{where}: not marked {MARKER} (still being written, or its writer was killed)")
     try:
         meta = json.loads((path / META).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -215,6 +217,10 @@ def read(path: Path) -> Checkpoint:
         raise CheckpointError(f"{where}: {META} has no valid dataset fingerprints")
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{where}: {META} has no config")
+    model = meta.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("config"), dict):
+        raise CheckpointError(f"{where}: {META} has no model shape")
+    _need_ints(model, ("n_positions",), where, positive=True)
     expected = int(_NAME.match(path.name).group(1)) if _NAME.match(path.name) else None
     if expected is not None and meta["step"] != expected:
         raise CheckpointError(f"{where}: {META} says step {meta['step']}, its directory name says {expected}")
