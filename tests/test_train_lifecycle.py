@@ -41,12 +41,12 @@ import os, sys
 import train.checkpoint as c
 where = os.environ["DIE_AT"]
 write_final, mark_complete = c.Checkpointer.write_final, c.mark_complete
-def dying_write(self, fill, step):
+def dying_write(self, fill, step, need=0):
     def fill_then_die(tmp):
         fill(tmp)
         if where == "fill":  # the model and tokenizer are in the temp dir: killed before the rename
             os._exit(137)
-    return write_final(self, fill_then_die, step)
+    return write_final(self, fill_then_die, step, need)
 def dying_mark(directory, text):
     if where == "mark" and directory.name == "final":  # renamed into place, killed before the marker
         os._exit(137)
