@@ -6,7 +6,8 @@ peak memory on a dataset 1x and Nx the size.
 One run, one machine, so the ratio compares like with like:
   naive   for each document: tok.decode(ids), then tok.encode(text, add_special_tokens=False)
           (what a receiving team writes first), over the same documents, in this process
-  ours    shards.roundtrip.roundtrip(): batch_decode + one batched encode call per ~262k tokens
+  ours    shards.roundtrip.roundtrip(): one batched decode and one batched encode call per ~262k
+          tokens (for a plain tokenizers backend: decode_batch and encode_batch_fast in Rust)
 Memory: the peak RSS (VmHWM) of a fresh process running roundtrip() on the 1x dataset and on the
 Nx one; flat means the work is bounded by the batch, not by the dataset.
 """

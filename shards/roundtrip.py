@@ -138,7 +138,10 @@ class _Checker:
         if self.eos_id is not None:
             # Imported data may lack the EOS on its last document: strip it only where it is.
             docs = [d[:-1] if d and d[-1] == self.eos_id else d for d in docs]
-        texts = self.tok.batch_decode(docs, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if self.fast:  # what tok.decode returns without clean-up, minus its per-id Python type checks
+            texts = self.tok.backend_tokenizer.decode_batch(docs, skip_special_tokens=False)
+        else:
+            texts = self.tok.batch_decode(docs, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         again = self._encode(texts)
         report.documents += len(docs)
         for j, (ids, text, want) in enumerate(zip(docs, texts, again)):

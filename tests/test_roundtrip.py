@@ -216,6 +216,9 @@ def test_the_batched_encoder_gives_autotokenizers_ids(tok, corpus_lines):
     assert check.fast, "the project's tokenizer should take the fast path, or this test checks nothing"
     texts = corpus_lines[:1500] + ["a▁b", "x \ufffd y", "</s> <unk> <0x41>", "", "  ", "🙂"]
     assert check._encode(texts) == [tok.encode(t, add_special_tokens=False) for t in texts]
+    ids = [tok.encode(t, add_special_tokens=False) for t in texts] + [[0, 5, 244, 196], [2, 1, 3]]
+    assert tok.backend_tokenizer.decode_batch(ids, skip_special_tokens=False) == \
+        [tok.decode(i, skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
 
 
 def test_a_tokenizer_that_truncates_by_default(tmp_path, tokenizer_dir, corpus_lines):
