@@ -4,7 +4,6 @@ may stop on one and resume on the other."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import train_args
-from tests.train_helpers import evals, losses, train_cli
+from tests.train_helpers import evals, losses, subprocess_env, train_cli
 from train.checkpoint import Checkpointer
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMON = ("--max-steps", "6", "--checkpoint-every", "3", "--eval-every", "3", "--sample-tokens", "0")
 pytestmark = pytest.mark.slow
 
@@ -23,8 +21,7 @@ pytestmark = pytest.mark.slow
 def _torchrun(*args: object) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "train",
            *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=400)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -16,14 +16,9 @@ import pytest
 from shards.lock import LOCK_NAME, DirectoryBusyError, DirectoryLock
 from tests.conftest import preprocess_args, train_args
 from tests.helpers import preprocess_cli
-from tests.train_helpers import one_error_line, train_cli
+from tests.train_helpers import one_error_line, subprocess_env, train_cli
 from train.metrics import read
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def _wait(cond, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -59,7 +54,7 @@ def test_a_stale_lock_file_does_not_block(tmp_path):
 def test_the_kernel_frees_the_lock_of_a_killed_process(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from shards.lock import DirectoryLock; "
                                f"DirectoryLock({str(tmp_path)!r}, 'train').acquire(); print('held', flush=True); "
-                               "time.sleep(600)"], stdout=subprocess.PIPE, text=True, env=_env())
+                               "time.sleep(600)"], stdout=subprocess.PIPE, text=True, env=subprocess_env())
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(DirectoryBusyError, match=f"pid {holder.pid}"):
         DirectoryLock(tmp_path, "train").acquire()
@@ -74,7 +69,7 @@ def test_a_second_train_on_a_run_is_refused_and_a_killed_one_leaves_no_lock(trai
     run = tmp_path / "run"
     args = train_args(train_valid, run, "--max-steps", "100000", "--checkpoint-every", "2", "--eval-every", "100000")
     proc = subprocess.Popen([sys.executable, "-m", "train", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=_env())
+                            stderr=subprocess.DEVNULL, env=subprocess_env())
     try:
         _wait(lambda: (run / "checkpoints" / "step_00000002" / "COMPLETE").exists(), proc)
         line = one_error_line(train_cli("--out", run, "--resume", "-q"))
@@ -97,7 +92,7 @@ def test_a_second_preprocess_on_an_out_is_refused(tmp_path, corpus_file, tokeniz
     out = tmp_path / "ds"
     args = preprocess_args(big, tokenizer_dir, out, "--checkpoint-seconds", 0, "-q")
     proc = subprocess.Popen([sys.executable, "-m", "preprocess", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=_env())
+                            stderr=subprocess.DEVNULL, env=subprocess_env())
     try:
         _wait(lambda: (out / LOCK_NAME).exists() and (out / LOCK_NAME).read_text().strip(), proc)
         proc.send_signal(signal.SIGSTOP)  # frozen while it holds the lock: it cannot finish in between

@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import train_args
 from tests.tmpfs import small_disk  # noqa: F401  (the fixture)
-from tests.train_helpers import losses, one_error_line, train_cli
+from tests.train_helpers import losses, one_error_line, reference_run, same_final_weights, train_cli
 
 COMMON = ("--max-steps", "4", "--checkpoint-every", "2", "--eval-every", "100", "--keep", "2")
 
@@ -21,19 +20,10 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _same_weights(a: Path, b: Path) -> bool:
-    from safetensors.torch import load_file
-
-    x, y = load_file(a / "final" / "model.safetensors"), load_file(b / "final" / "model.safetensors")
-    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
-
-
 @pytest.fixture(scope="module")
 def straight(train_valid, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("straight") / "run"
-    r = train_cli(*train_args(train_valid, run), *COMMON)
-    assert r.exit_code == 0, r.output
-    return run
+    """The uninterrupted run the others must match."""
+    return reference_run(train_valid, tmp_path_factory, *COMMON)
 
 
 def test_a_checkpoint_that_does_not_fit_stops_the_run_and_resume_finishes_it(train_valid, straight, small_disk):
@@ -53,7 +43,7 @@ def test_a_checkpoint_that_does_not_fit_stops_the_run_and_resume_finishes_it(tra
     disk.unfill()
     resumed = train_cli("--out", run, "--resume", "-q")
     assert resumed.exit_code == 0, resumed.output
-    assert losses(run) == losses(straight) and _same_weights(run, straight)
+    assert losses(run) == losses(straight) and same_final_weights(run, straight)
 
 
 def test_a_final_that_does_not_fit_is_written_by_resume_after_space_is_freed(train_valid, straight, small_disk):
@@ -75,4 +65,4 @@ def test_a_final_that_does_not_fit_is_written_by_resume_after_space_is_freed(tra
     assert (run / "final" / "COMPLETE").is_file()
     reference = train_cli(*train_args(train_valid, disk.path / "ref"), "--max-steps", "2", "--warmup", "1",
                           "--checkpoint-every", "2", "--eval-every", "100")
-    assert reference.exit_code == 0 and _same_weights(run, disk.path / "ref")
+    assert reference.exit_code == 0 and same_final_weights(run, disk.path / "ref")

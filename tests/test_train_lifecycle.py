@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -15,23 +14,17 @@ import pytest
 import torch
 
 from tests.conftest import train_args
-from tests.train_helpers import evals, files_under, losses, one_error_line, train_cli
+from tests.train_helpers import (evals, files_under, losses, one_error_line, reference_run, same_final_weights,
+                                 subprocess_env, train_cli)
 from train.metrics import read
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMON = ("--max-steps", "4", "--checkpoint-every", "2", "--eval-every", "2")
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
 def straight(train_valid, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("straight") / "run"
-    r = train_cli(*train_args(train_valid, run), *COMMON)
-    assert r.exit_code == 0, r.output
-    return run
+    """The uninterrupted run the others must match."""
+    return reference_run(train_valid, tmp_path_factory, *COMMON)
 
 
 # -- final/ is never lost or half-present --------------------------------------------------------
@@ -60,11 +53,9 @@ main()
 
 @pytest.mark.parametrize("die_at", ["fill", "mark"])
 def test_a_kill_while_final_is_written_is_recovered_by_resume(train_valid, straight, tmp_path, die_at):
-    from safetensors.torch import load_file
-
     run = tmp_path / "run"
     killed = subprocess.run([sys.executable, "-c", DYING, *train_args(train_valid, run), *COMMON],
-                            capture_output=True, text=True, env={**_env(), "DIE_AT": die_at}, timeout=300)
+                            capture_output=True, text=True, env={**subprocess_env(), "DIE_AT": die_at}, timeout=300)
     assert killed.returncode == 137, killed.stdout + killed.stderr
     assert not (run / "final" / "COMPLETE").exists()
     assert (run / "final").exists() == (die_at == "mark")
@@ -72,8 +63,7 @@ def test_a_kill_while_final_is_written_is_recovered_by_resume(train_valid, strai
     assert resumed.exit_code == 0, resumed.output
     assert "missing or incomplete: writing it now" in resumed.output
     assert (run / "final" / "COMPLETE").is_file() and not (run / ".final.tmp").exists()
-    ours, theirs = load_file(run / "final" / "model.safetensors"), load_file(straight / "final" / "model.safetensors")
-    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert same_final_weights(run, straight)
     again = train_cli("--out", run, "--resume")
     assert again.exit_code == 0 and "already finished" in again.output
 
@@ -264,7 +254,7 @@ def test_refusals_that_need_no_torch_come_before_it_loads(train_valid, straight,
     ]
     for args in cases:
         r = subprocess.run([sys.executable, "-c", FAST, *map(str, args)], capture_output=True, text=True,
-                           env=_env(), timeout=120)
+                           env=subprocess_env(), timeout=120)
         assert r.stdout.strip().splitlines()[-1] in ("exit 1 torch not loaded", "exit 2 torch not loaded"), \
             (args, r.stdout, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: "), r.stderr

@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import train_args
+from tests.train_helpers import subprocess_env
 from train.checkpoint import Checkpointer
 from train.metrics import read
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def _wait_for_steps(run: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -41,7 +37,7 @@ def test_signal_finishes_the_step_saves_and_exits_0(train_valid, tmp_path, how):
     run = tmp_path / "run"
     args = train_args(train_valid, run, "--max-steps", "100000", "--workers", "2", "--checkpoint-every", "100000")
     proc = subprocess.Popen([sys.executable, "-m", "train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_env(), start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, env=subprocess_env(), start_new_session=True)
     _wait_for_steps(run, 3, proc)
     if how == "sigterm":
         os.kill(proc.pid, signal.SIGTERM)
@@ -54,7 +50,7 @@ def test_signal_finishes_the_step_saves_and_exits_0(train_valid, tmp_path, how):
     latest = Checkpointer(run).latest()
     assert latest is not None and latest.path.name == f"step_{logged:08d}"  # the step it was in, saved
     resumed = subprocess.run([sys.executable, "-m", "train", "--out", str(run), "--resume", "--stop-at",
-                              str(logged + 2), "-q"], capture_output=True, text=True, env=_env(), timeout=120)
+                              str(logged + 2), "-q"], capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert Checkpointer(run).latest().path.name == f"step_{logged + 2:08d}"
 
@@ -62,7 +58,7 @@ def test_signal_finishes_the_step_saves_and_exits_0(train_valid, tmp_path, how):
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "train", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=300)
 
 
 @pytest.mark.slow

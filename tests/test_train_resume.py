@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import train_args
-from tests.train_helpers import losses, one_error_line, train_cli
+from tests.train_helpers import losses, one_error_line, reference_run, train_cli
 from train.metrics import read
 from train.schedule import lr_at
 
@@ -20,10 +20,7 @@ COMMON = ("--max-steps", "8", "--checkpoint-every", "2", "--eval-every", "4")
 @pytest.fixture(scope="module")
 def straight(train_valid, tmp_path_factory) -> Path:
     """8 steps without a stop: what every resumed run below must reproduce."""
-    run = tmp_path_factory.mktemp("straight") / "run"
-    r = train_cli(*train_args(train_valid, run), *COMMON)
-    assert r.exit_code == 0, r.output
-    return run
+    return reference_run(train_valid, tmp_path_factory, *COMMON)
 
 
 def test_resume_finds_the_data_by_fingerprint_wherever_it_now_is(train_valid, straight, tmp_path, monkeypatch):
@@ -93,7 +90,7 @@ def test_a_finished_run_says_how_to_go_on_and_that_way_works(train_valid, straig
     shutil.copytree(straight, run)
     done = train_cli("--out", run, "--resume")
     assert done.exit_code == 0, done.output
-    assert f"already finished at step 8" in done.output and f"--init-from {run / 'final'}" in done.output
+    assert "already finished at step 8" in done.output and f"--init-from {run / 'final'}" in done.output
     assert "differs from the run's" in one_error_line(train_cli("--out", run, "--resume", "--max-steps", "16", "-q"))
     further = train_cli(*train_args(train_valid, tmp_path / "next"), "--init-from", run / "final", "--max-steps", "4")
     assert further.exit_code == 0, further.output

@@ -36,3 +36,30 @@ def one_error_line(result) -> str:
 def files_under(root: Path) -> dict[str, int]:
     """Every file under root with its size: what a command that writes nothing must not change."""
     return {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def reference_run(train_valid: Path, tmp_path_factory, *args: object) -> Path:
+    """An uninterrupted run of `tests.conftest.train_args` + args: what stopped and resumed runs match."""
+    from tests.conftest import train_args
+
+    run = tmp_path_factory.mktemp("straight") / "run"
+    r = train_cli(*train_args(train_valid, run), *args)
+    assert r.exit_code == 0, r.output
+    return run
+
+
+def same_final_weights(a: Path, b: Path) -> bool:
+    """Two runs released bit-identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    x, y = load_file(a / "final" / "model.safetensors"), load_file(b / "final" / "model.safetensors")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def subprocess_env() -> dict[str, str]:
+    """For `python -m train` / torchrun in a subprocess: this checkout first, one thread each."""
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    return {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
