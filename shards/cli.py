@@ -50,7 +50,7 @@ def info(directory: Path, as_json: bool) -> None:
             f"documents     {m['num_documents']:,}",
             f"shards        {len(m['shards'])} ({m['dtype']}, {human(sum(s['bytes'] for s in m['shards']), 'B')})",
             f"vocab size    {m['vocab_size']:,}",
-            f"eos           {m.get('eos_id')} ({'after every document' if m.get('eos_separates_documents') else 'not added'})",
+            f"eos           {m.get('eos_id')} ({_eos_place(m)})",
             f"tokenizer     {tok.get('kind')}; source: {tok.get('source')}; sha256 {tok['sha256'][:16]}...",
             f"source bytes  {m.get('source_bytes', 0):,}",
         ]
@@ -65,6 +65,12 @@ def info(directory: Path, as_json: bool) -> None:
         lines.append(f"written by    {tool.get('name', '?')} {tool.get('version', '?')} "
                      f"(format {m['format']} v{m['format_version']})")
         click.echo("\n".join(lines))
+
+
+def _eos_place(m: dict) -> str:
+    if (m.get("settings") or {}).get("eos_first"):
+        return "before every document (imported with --eos-first)"
+    return "after every document" if m.get("eos_separates_documents") else "not added"
 
 
 @main.command()

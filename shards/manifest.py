@@ -204,9 +204,11 @@ def write_json_atomic(path: Path, data: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         # Remove the partial temp file, then let the error go on (OLMo-core's version swallowed it).
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # a full disk then names the file being written
         raise
     fsync_dir(path.parent)
 

@@ -105,16 +105,18 @@ def merge(paths: list[Path], out: Path, progress: Callable[[int], None] | None =
                         copied += not _place(a, b)
                 shards.append(ShardEntry(shard_name(i), entry.num_tokens, entry.num_documents, entry.bytes,
                                          entry.sha256, index_name(i), entry.index_bytes, entry.index_sha256))
-        first = items[0][1].raw
+        head = items[0][1]
+        first = head.raw
         settings = {**(first.get("settings") or {}), "part": None}
         manifest = build_manifest(
-            out, dtype=items[0][1].dtype, vocab_size=first["vocab_size"], eos_id=first["eos_id"],
-            eos_separates_documents=first["eos_separates_documents"],
-            tokenizer={k: v for k, v in first["tokenizer"].items() if k != "sha256"}, shards=shards,
+            out, dtype=head.dtype, vocab_size=head.vocab_size, eos_id=head.eos_id,
+            eos_separates_documents=head.eos_separates_documents,
+            # The tokenizer files were copied to out/tokenizer whatever a part called its directory.
+            tokenizer={k: v for k, v in first["tokenizer"].items() if k not in ("sha256", "dir")}, shards=shards,
             stream_sha256=stream.hexdigest(), settings=settings, inputs=_merged_inputs([m for _, m in items]),
             stats=_summed([m.raw.get("stats") or {} for _, m in items]),
             source_bytes=sum(int(m.raw.get("source_bytes", 0)) for _, m in items),
-            tool_version=first["tool"]["version"])
+            tool_version=(first.get("tool") or {}).get("version", "?"))
         with no_space(out / MANIFEST, after=after):
             write_json_atomic(out / MANIFEST, manifest)  # last: from here on the dataset is complete
     return parse_manifest(manifest, out / MANIFEST), copied

@@ -191,3 +191,27 @@ def test_parts_without_documents_still_merge(tmp_path, corpus_lines, tokenizer_d
         merged = _shards("merge", *[tmp_path / f"p{k}" / split for k in range(5)], "--out", tmp_path / f"m-{split}")
         assert merged.exit_code == 0, merged.output
         assert Dataset(tmp_path / f"m-{split}").fingerprint == Dataset(tmp_path / "single" / split).fingerprint
+
+
+def test_merge_takes_minimal_manifests_and_parts_with_their_own_tokenizer_dir(make_dataset, tmp_path):
+    """A manifest with only the required keys, and a part whose tokenizer lives under another
+    name, merge into a dataset that verifies (they raised KeyError / lost the tokenizer)."""
+    import json
+    import shutil
+
+    a = make_dataset([[5, 6, 2], [7, 2]], name="a", eos_id=2)
+    b = make_dataset([[8, 9, 10, 2]], name="b", eos_id=2)
+    for part in (a, b):
+        m = json.loads((part / "manifest.json").read_text())
+        for key in ("tool", "eos_id", "eos_separates_documents", "settings", "stats", "source_bytes", "inputs"):
+            del m[key]
+        (part / "manifest.json").write_text(json.dumps(m))
+    shutil.move(a / "tokenizer", a / "tok2")
+    m = json.loads((a / "manifest.json").read_text())
+    m["tokenizer"]["dir"] = "tok2"
+    (a / "manifest.json").write_text(json.dumps(m))
+    r = _shards("merge", a, b, "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    assert _shards("verify", tmp_path / "m").exit_code == 0
+    assert (tmp_path / "m" / "tokenizer").is_dir()
+    assert list(_stream(tmp_path / "m")) == [5, 6, 2, 7, 2, 8, 9, 10, 2]
