@@ -84,7 +84,8 @@ def rate(n: float) -> str:
     return f"{n:,.0f}"
 
 
-def make_tokenizer(out: Path, vocab: int = 8000, text: Path | None = None, sample_bytes: int | None = None) -> Path:
+def make_tokenizer(out: Path, vocab: int = 8000, text: Path | None = None, sample_bytes: int | None = None,
+                   model_type: str = "unigram") -> Path:
     """A SentencePiece unigram tokenizer trained as `preprocess --vocab-size` trains it: on the
     sample corpus (the quickstart's tokenizer), or on the first `sample_bytes` of `text`."""
     from preprocess.tokenizer import train_sentencepiece
@@ -94,7 +95,7 @@ def make_tokenizer(out: Path, vocab: int = 8000, text: Path | None = None, sampl
     else:
         with open(text, encoding="utf-8") as f:
             lines = f.read(sample_bytes or -1).splitlines()[:-1]
-    train_sentencepiece(lines, vocab, out)
+    train_sentencepiece(lines, vocab, out, model_type=model_type)
     return out
 
 
