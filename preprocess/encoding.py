@@ -47,6 +47,19 @@ class InProcess:
         pass
 
 
+def _kill_workers(pool) -> None:
+    """Kill every worker a broken pool still has.
+
+    CPython 3.11's executor can spawn a replacement worker while its manager thread tears the
+    broken pool down (a submit racing it); nothing terminates that worker, it blocks sending its
+    result back, the call queue's feeder blocks writing to it, and the interpreter then waits for
+    them forever at exit (seen here: a `preprocess` still alive 90 minutes after it printed the
+    error). With every worker gone, the feeder's pipe breaks and exit proceeds.
+    """
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.kill()
+
+
 class Encoding:
     """The ordered, bounded pipeline: cut blocks -> workers -> put back in order -> write.
 
@@ -96,6 +109,7 @@ class Encoding:
             while pending:
                 self._write(*pending.popleft())
         except BrokenProcessPool:
+            _kill_workers(pool)
             raise InputError("a tokenizer worker process died (out of memory? killed?); run the same command "
                              "again to resume, with fewer --workers if memory is short") from None
         finally:
