@@ -145,13 +145,22 @@ class ExactEncoder:
             if plan is None:
                 slow.append(i)
             else:
-                out[i] = [x for step in plan for x in ([self.lt] if step < 0 else ids[step])]
+                out[i] = self._join(plan, ids)
         if slow:
             if self._fallback is None:
                 self._fallback = self._fallback_factory()
             for i, got in zip(slow, self._fallback([texts[i] for i in slow])):
                 out[i] = list(got)
         return out
+
+    def _join(self, plan: list[int], ids: list[list[int]]) -> list[int]:
+        joined: list[int] = []
+        for step in plan:  # extend, not a per-id comprehension: odd texts are often long
+            if step < 0:
+                joined.append(self.lt)
+            else:
+                joined.extend(ids[step])
+        return joined
 
     def _plan(self, text: str, chunks: list[str]) -> list[int] | None:
         """Cut `text` at "<" and into chunks SentencePiece sums exactly (appended to `chunks`);
