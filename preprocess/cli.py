@@ -38,9 +38,10 @@ def _part(ctx, param, value):
               help="Target tokens per shard (shards end at document boundaries).")
 @click.option("--no-eos", is_flag=True, help="Join documents with nothing (the tutorial's token stream).")
 @click.option("--eos-token", metavar="TEXT", help="Token appended after each document [default: the tokenizer's EOS].")
-@click.option("--text-key", default="text", show_default=True, help="Field of each .jsonl object holding the text.")
+@click.option("--text-key", default="text", show_default=True, help="Field of each .jsonl object, or Parquet/Arrow column, holding the text.")
 @click.option("--errors", type=click.Choice(["replace", "strict"]), default="replace", show_default=True,
-              help="replace: invalid UTF-8 -> U+FFFD and bad JSON lines skipped, all counted; strict: stop at the first.")
+              help="replace: invalid UTF-8 -> U+FFFD, bad JSON lines and null values skipped, all counted; "
+                   "strict: stop at the first.")
 @click.option("--valid-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
               help="Hold out this fraction of documents (by a hash of their text) in DIR/valid.")
 @click.option("--max-doc-bytes", type=click.IntRange(min=1024), default=1 << 20, show_default=True,
@@ -57,9 +58,10 @@ def main(inputs, out, tokenizer, vocab_size, tokenizer_type, character_coverage,
     """Tokenize text once, in parallel worker processes, into a dataset of uint16/uint32 shards.
 
     INPUT is any number of files or directories (searched recursively): .txt with one document
-    per line, or .jsonl with the text under --text-key, optionally compressed (.gz, .bz2, .xz,
-    .zst). The output is byte-identical whatever --workers is. Kill it at any moment and run
-    the same command again: it resumes where it stopped.
+    per line, .jsonl with the text under --text-key (both optionally compressed: .gz, .bz2, .xz,
+    .zst), or .parquet / .arrow with the text in the --text-key column (a `datasets`
+    save_to_disk directory too). The output is byte-identical whatever --workers is. Kill it at
+    any moment and run the same command again: it resumes where it stopped.
 
     \b
     Examples:

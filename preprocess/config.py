@@ -23,7 +23,7 @@ def default_workers() -> int:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreprocessConfig:
     inputs: tuple[str, ...]
-    """Files or directories (searched recursively) of .txt / .jsonl, optionally compressed."""
+    """Files or directories (searched recursively) of .txt / .jsonl (optionally compressed), .parquet / .arrow."""
     out: Path
     """The dataset directory to write (DIR/train and DIR/valid with valid_fraction)."""
     tokenizer: str | None = None
@@ -45,7 +45,7 @@ class PreprocessConfig:
     eos_token: str | None = None
     """The token appended after each document, instead of the tokenizer's EOS."""
     text_key: str = "text"
-    """The field of each .jsonl object that holds the document."""
+    """The .jsonl field or Parquet/Arrow column that holds the document."""
     errors: str = "replace"
     """replace: invalid UTF-8 becomes U+FFFD, bad lines are skipped, all counted; strict: stop."""
     valid_fraction: float = 0.0

@@ -14,6 +14,7 @@ from typing import Any
 
 import shards
 from preprocess import tokenizer as tk
+from preprocess.columnar import check_columns
 from preprocess.config import PreprocessConfig
 from preprocess.engines import EngineSpec, choose_engine
 from preprocess.encoding import Encoding
@@ -24,6 +25,7 @@ from preprocess.reader import Piece, read_unit
 from shards import DatasetWriter, Manifest
 from shards.console import duration, human
 from shards.lock import DirectoryLock
+from shards.space import RERUN, no_space
 
 SKIP_REASONS = ("empty", "whitespace", "bad_json", "no_text", "no_tokens")
 
@@ -48,10 +50,20 @@ def _readable() -> str:
 
 
 def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
+    # A full disk, however the library that met it says so (tokenizers raises a bare Exception,
+    # copytree a list of errors), becomes one line naming --out; the journal lets a rerun resume.
+    with no_space(cfg.out, after=f"nothing written looks complete: {RERUN}: it resumes"):
+        return _run(cfg, say)
+
+
+def _run(cfg: PreprocessConfig, say: Callable[[str], None]) -> Summary:
     t0 = time.monotonic()
     files, ignored = discover(list(cfg.inputs))
     if ignored and not cfg.quiet:
         say(f"note: ignored {ignored} file(s) in the input directories that are not {_readable()}")
+    # A wrong --text-key must fail before the journal exists, or the corrected command would be
+    # refused as "a different command" (the encoding stage checks again, as a backstop).
+    check_columns(files, cfg.text_key)
     if cfg.tokenizer_only:
         return _tokenizer_only(cfg, files, say, t0)
     units = plan_part(files, *cfg.part)

@@ -153,16 +153,8 @@ def test_import_that_fills_the_disk_leaves_nothing_and_the_rerun_matches(train_v
 
 # -- preprocess (resumes: its journal and shard .tmp files let the rerun finish) -------------
 
-_WRAP = pytest.mark.xfail(strict=True, reason=(
-    "the tokenizer is saved and copied by preprocess code, whose full-disk errors are a bare Exception "
-    "(tokenizers) or a shutil.Error list: preprocess.pipeline.run must wrap its body in "
-    "shards.space.no_space(cfg.out)"))
-
-
 @pytest.mark.parametrize("where", [
-    pytest.param("saving the tokenizer", marks=_WRAP),
-    pytest.param("copying the tokenizer", marks=_WRAP),
-    "early shards", "late shards"])
+    "saving the tokenizer", "copying the tokenizer", "early shards", "late shards"])
 def test_preprocess_that_fills_the_disk_resumes_to_the_same_bytes(sample_dataset, corpus_file, tokenizer_dir,
                                                                    small_disk, where):
     tok = _tree_size(tokenizer_dir)

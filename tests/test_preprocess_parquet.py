@@ -189,6 +189,17 @@ def test_a_later_file_without_the_column_is_refused_before_encoding(monkeypatch,
     assert encoded == []  # refused before the first task, not when the run reached b.parquet
 
 
+def test_a_wrong_text_key_leaves_nothing_the_corrected_command_trips_on(tmp_path, lines, tokenizer_dir, text_run):
+    """The column check comes before the journal: the same --out then takes the right --text-key
+    (it used to be refused as "an interrupted run of a different command")."""
+    write_parquet(tmp_path / "in" / "a.parquet", lines[:60], key="content")
+    out = tmp_path / "ds"
+    line = assert_clean_error(preprocess_cli(*preprocess_args(tmp_path / "in", tokenizer_dir, out, "-q")), 2)
+    assert "no column 'text'" in line
+    _ok(*preprocess_args(tmp_path / "in", tokenizer_dir, out, "--text-key", "content", "-q"))
+    assert Dataset(out).num_documents == 60
+
+
 def test_corrupt_files(tmp_path, lines, tokenizer_dir):
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1 this is not a parquet file at all")
