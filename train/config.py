@@ -81,7 +81,7 @@ class TrainConfig:
                            type=NON_NEGATIVE)
     threads: int | None = setting(
         None, "CPU threads of each training process (torch intra-op).", type=POSITIVE,
-        shown="auto: the cores of this process's share of the machine, less one per DataLoader worker")
+        shown="auto: this process's share of the cores, divided among the node's training processes")
     device: str = setting("auto", "Where to train.", type=click.Choice(["auto", "cpu", "cuda"]))
     precision: str = setting("auto", "Number format.", type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
                              shown="auto: bf16 on GPUs that have it, else fp16; fp32 on CPU")

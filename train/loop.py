@@ -55,7 +55,7 @@ def run(plan: Plan, quiet: bool = False, batches: Iterator[dict[str, torch.Tenso
     hf_logging.disable_progress_bar()  # save_pretrained's bars would tangle with ours
     cfg = plan.cfg
     try:
-        rt = setup(cfg.device, cfg.precision, threads=cfg.threads, workers=cfg.workers)
+        rt = setup(cfg.device, cfg.precision, threads=cfg.threads)
         try:
             if cfg.eval_only:
                 return evaluate_only(plan, rt)

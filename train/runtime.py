@@ -36,28 +36,32 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
 
-def default_threads(workers: int) -> int:
+def default_threads() -> int:
     """Intra-op threads that do not oversubscribe the machine: this process's share of the cores
-    (the cores it may run on, divided among the training processes of this node), less one per
-    DataLoader worker, which reads and converts batches on a core of its own. At least 1.
+    it may run on, divided among the training processes of this node (torchrun's
+    LOCAL_WORLD_SIZE), at least 1.
 
-    Measured by benchmarks/bench_threads.py: on 2 cores with 1 worker, torch's default (2
-    threads) was slower than 1.
+    DataLoader workers are not counted: each runs one torch thread and spends almost all its
+    time waiting (reading a batch costs microseconds next to a training step). Measured with
+    benchmarks/bench_threads.py on 2 idle cores with 1 worker, 2 threads trained 1.7x faster than
+    1; on a machine kept busy by other work, 1 thread was faster (then pass --threads 1). The
+    number is fixed for a run's settings and machine, never taken from the load, because the
+    thread count can change floating-point sums and a resumed run must repeat them.
     """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, cores // local - workers)
+    return max(1, cores // local)
 
 
-def setup(device: str, precision: str, *, threads: int | None = None, workers: int = 0) -> Runtime:
+def setup(device: str, precision: str, *, threads: int | None = None) -> Runtime:
     """Read torchrun's environment, pick the device, precision and CPU threads, start the process group."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    n_threads = threads or default_threads(workers)
+    n_threads = threads or default_threads()
     torch.set_num_threads(n_threads)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
