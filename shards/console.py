@@ -100,9 +100,11 @@ class Progress:
         self._last = now
         elapsed = now - self.t0
         parts = [self.label] if self.label else []
+        graphic = None
         if self.total:
             frac = min(1.0, self.done / self.total)
             bar = int(frac * 20)
+            graphic = len(parts)
             parts.append(f"[{'#' * bar}{'.' * (20 - bar)}] {frac:4.0%}")
         this_session = self.done - self.initial
         timed = elapsed >= self.RATE_AFTER
@@ -114,8 +116,11 @@ class Progress:
             parts.append(f"ETA {duration(elapsed * (self.total - self.done) / this_session)}")
         if self.suffix:
             parts.append(self.suffix)
-        line = "  ".join(parts)
         cols = _columns()
+        line = "  ".join(parts)
+        if len(line) >= cols and graphic is not None:  # a narrow terminal: the numbers matter more
+            parts[graphic] = f"{frac:.0%}"
+            line = "  ".join(parts)
         line = line[: cols - 1]
         sys.stderr.write("\r" + line + " " * max(0, self._width - len(line)))
         sys.stderr.flush()

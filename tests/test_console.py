@@ -58,3 +58,13 @@ def test_a_line_printed_above_the_bar_is_not_glued_to_it(bar_output):
     bar.above(lambda: err.write("SIGINT: finishing this step\n"))
     text = err.getvalue()
     assert "\r" + " " * width + "\rSIGINT: finishing this step\n" in text  # the bar is wiped first
+
+
+def test_a_narrow_terminal_keeps_the_eta(bar_output, monkeypatch):
+    err, clock = bar_output()
+    monkeypatch.setattr(console, "_columns", lambda: 64)
+    bar = Progress(10 << 30, "B", label="preprocess", enabled=True)
+    clock[0] += 10.0
+    bar.advance(1 << 30, tok=300_000_000)
+    frame = _last_frame(err)
+    assert len(frame) < 64 and frame.endswith("ETA 1:30"), frame  # 9 GiB left at 0.1 GiB/s
