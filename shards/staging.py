@@ -19,7 +19,7 @@ class NewOutput:
     """`with NewOutput(out, "shards merge"):` -- write a new dataset directory into `out`.
 
     `out` must be absent, empty, or hold what a killed run of these commands left (its marker):
-    that is cleared first. While the block runs, `out` holds its writer lock and the marker;
+    that is cleared first (all of this is checked once the lock is held). While the block runs, `out` holds its writer lock and the marker;
     on success the marker goes (the manifest, written last inside the block, is what makes
     the dataset complete); on any failure everything written in `out` is removed, the manifest
     first, and a directory this created is removed too.
@@ -33,18 +33,38 @@ class NewOutput:
 
     def __enter__(self) -> Path:
         out = self.out
+        self._refuse_foreign()  # early, so a foreign directory is refused without a lock file put in it
+        self._created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        self._lock = DirectoryLock(out, self.command).acquire()
+        marking = False
+        try:
+            # Again under the lock: another writer may have finished here since the look above, and
+            # its complete dataset (no marker any more) must be refused, never written into and cleared.
+            self._refuse_foreign()
+            if (out / MARKER).exists():  # a killed run's leftovers, now that no one else writes here
+                _clear(out)
+            marking = True
+            (out / MARKER).write_text(self.command + "\n", encoding="utf-8")
+            fsync_dir(out)
+        except BaseException:
+            # __exit__ does not run when __enter__ fails: give the lock back here, so that a retry
+            # in this process is not refused as busy, and leave no directory this call made.
+            if marking:  # all else is cleared by now; a half-written marker of ours goes too
+                (out / MARKER).unlink(missing_ok=True)
+            self._lock.release()
+            self._lock = None
+            if self._created:
+                _rmdir_if_empty(out)
+            raise
+        return out
+
+    def _refuse_foreign(self) -> None:
+        out = self.out
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a directory")
         if out.is_dir() and _entries(out) and not (out / MARKER).exists():
             raise UsageError(f"--out {out}: not empty; choose a new directory")
-        self._created = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
-        self._lock = DirectoryLock(out, self.command).acquire()
-        if (out / MARKER).exists():  # a killed run's leftovers, now that no one else writes here
-            _clear(out)
-        (out / MARKER).write_text(self.command + "\n", encoding="utf-8")
-        fsync_dir(out)
-        return out
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -60,10 +80,14 @@ class NewOutput:
             if self._lock is not None:
                 self._lock.release()
         if exc_type is not None and self._created:
-            try:
-                self.out.rmdir()
-            except OSError:
-                pass  # someone put something there meanwhile: leave it
+            _rmdir_if_empty(self.out)
+
+
+def _rmdir_if_empty(out: Path) -> None:
+    try:
+        out.rmdir()
+    except OSError:
+        pass  # someone put something there meanwhile: leave it
 
 
 def _entries(out: Path) -> list[Path]:
