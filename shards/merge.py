@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shards.errors import ShardFormatError, UsageError
+from shards.hashing import tokenizer_sha256
 from shards.layout import MANIFEST, TOKENIZER_DIR, index_name, read_npy_header, shard_name
 from shards.manifest import (Manifest, ShardEntry, load_manifest, parse_manifest, tokenizer_mismatch,
                              write_json_atomic)
@@ -90,6 +91,11 @@ def merge(paths: list[Path], out: Path, progress: Callable[[int], None] | None =
         after = f"removed what this merge wrote: {RERUN}"
         with no_space(out / TOKENIZER_DIR, needed=needed, after=after):
             copy_files(tok_src, out / TOKENIZER_DIR, tok_files)
+        # The parts' manifests agree on the tokenizer's hash; what was copied must be that tokenizer,
+        # or the merged manifest (which hashes the copy) would name another one.
+        if tokenizer_sha256(out / TOKENIZER_DIR) != items[0][1].tokenizer_sha256:
+            raise ShardFormatError(f"{tok_src}: tokenizer files differ from the sha256 in {items[0][0] / MANIFEST}; "
+                                   f"run `shards verify {items[0][0]}`")
         stream = hashlib.sha256()
         shards: list[ShardEntry] = []
         copied = 0
