@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shards.errors import ShardFormatError, UsageError
-from shards.hashing import tokenizer_sha256
+from shards.hashing import sha256_file, tokenizer_sha256
 from shards.layout import MANIFEST, TOKENIZER_DIR, index_name, read_npy_header, shard_name
 from shards.manifest import (Manifest, ShardEntry, load_manifest, parse_manifest, tokenizer_mismatch,
                              write_json_atomic)
@@ -106,7 +106,10 @@ def merge(paths: list[Path], out: Path, progress: Callable[[int], None] | None =
                 file_hash = _hash_shard(src, entry, stream, m, progress)  # checks the part while reading it
                 if file_hash != entry.sha256:
                     raise ShardFormatError(f"{src}: sha256 differs from its manifest; run `shards verify {path}`")
-                for a, b in ((src, out / shard_name(i)), (path / entry.index_file, out / index_name(i))):
+                index = path / entry.index_file
+                if sha256_file(index) != entry.index_sha256:  # a document index is small: hashed whole
+                    raise ShardFormatError(f"{index}: sha256 differs from its manifest; run `shards verify {path}`")
+                for a, b in ((src, out / shard_name(i)), (index, out / index_name(i))):
                     with no_space(b, needed=needed, after=after):
                         copied += not _place(a, b)
                 shards.append(ShardEntry(shard_name(i), entry.num_tokens, entry.num_documents, entry.bytes,

@@ -31,6 +31,18 @@ def test_a_part_whose_tokenizer_files_differ_from_its_manifest_is_refused(parts,
     assert not out.exists()
 
 
+def test_a_part_whose_document_index_differs_from_its_manifest_is_refused(parts, tmp_path):
+    a, b = parts
+    index = a / Dataset(a).manifest.shards[0].index_file
+    data = bytearray(index.read_bytes())
+    data[-1] ^= 0x01  # the last document's start, same size: only the hash can tell
+    index.write_bytes(bytes(data))
+    out = tmp_path / "m"
+    line = assert_clean_error(shards_cli("merge", a, b, "--out", out), 1)
+    assert line == f"error: {index}: sha256 differs from its manifest; run `shards verify {a}`"
+    assert not out.exists()
+
+
 def test_merged_parts_verify_and_keep_their_fingerprint(parts, tmp_path):
     """The checks above refuse only what is wrong: intact parts still merge into a sound dataset."""
     a, b = parts
