@@ -126,9 +126,10 @@ def merge(paths: list[Path], out: Path, progress: Callable[[int], None] | None =
             stats=_summed([m.raw.get("stats") or {} for _, m in items]),
             source_bytes=sum(int(m.raw.get("source_bytes", 0)) for _, m in items),
             tool_version=(first.get("tool") or {}).get("version", "?"))
+        merged = parse_manifest(manifest, out / MANIFEST)  # an invalid one is never written
         with no_space(out / MANIFEST, after=after):
             write_json_atomic(out / MANIFEST, manifest)  # last: from here on the dataset is complete
-    return parse_manifest(manifest, out / MANIFEST), copied
+    return merged, copied
 
 
 def _hash_shard(src: Path, entry: ShardEntry, stream, m: Manifest, progress) -> str:

@@ -224,9 +224,10 @@ class DatasetWriter:
             eos_separates_documents=eos_separates_documents, tokenizer=tokenizer, shards=self.shards,
             stream_sha256=self._stream.hexdigest(), settings=settings, inputs=inputs, stats=stats,
             source_bytes=source_bytes, tool_version=tool_version)
+        checked = parse_manifest(manifest, self.directory / MANIFEST)  # an invalid one is never written
         with no_space(self.directory / MANIFEST):
             write_json_atomic(self.directory / MANIFEST, manifest)
-        return parse_manifest(manifest, self.directory / MANIFEST)
+        return checked
 
 
 _SHARD_FILE = re.compile(r"^shard_\d{5}(\.docs)?\.npy(\.tmp)?$")

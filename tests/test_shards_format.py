@@ -147,6 +147,19 @@ def test_crashed_writer_leaves_an_incomplete_dataset(tmp_path, tokenizer_dir):
         Dataset(path)
 
 
+def test_a_manifest_that_fails_validation_is_never_written(tmp_path, tokenizer_dir):
+    """finish() checks the manifest it built before writing it: an invalid one (here: settings
+    that are not an object) would otherwise sit on disk, marking the dataset complete."""
+    path = tmp_path / "ds"
+    shutil.copytree(tokenizer_dir, path / "tokenizer")
+    w = DatasetWriter(path, vocab_size=1000, shard_tokens=5)
+    w.add(np.arange(6), [3, 3])
+    with pytest.raises(ShardFormatError, match="settings must be a JSON object"):
+        w.finish(eos_id=None, eos_separates_documents=False, tokenizer={"kind": "test", "source": "t"},
+                 settings=["not", "an", "object"], inputs=[], stats={}, source_bytes=0, tool_version="test")
+    assert not (path / "manifest.json").exists()
+
+
 @pytest.fixture
 def dataset(make_dataset) -> Path:
     return make_dataset(_docs(3, 40, 1000), shard_tokens=50)

@@ -3,7 +3,6 @@ merged dataset verifies and has the fingerprint its parts name, or there is no m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -49,3 +48,22 @@ def test_merged_parts_verify_and_keep_their_fingerprint(parts, tmp_path):
     assert shards_cli("merge", a, b, "--out", tmp_path / "m").exit_code == 0
     assert verify(tmp_path / "m") == []
     assert Dataset(tmp_path / "m").manifest.tokenizer_sha256 == Dataset(a).manifest.tokenizer_sha256
+
+
+def test_an_invalid_merged_manifest_is_never_written(parts, tmp_path, monkeypatch):
+    """A manifest that fails validation (here: inputs that are not a list) is
+    refused before it is written, so nothing is left that looks complete."""
+    a, b = parts
+    build = merge_module.build_manifest
+
+    def broken(*args, **kwargs):
+        manifest = build(*args, **kwargs)
+        manifest["inputs"] = "not a list"
+        return manifest
+
+    monkeypatch.setattr(merge_module, "build_manifest", broken)
+    out = tmp_path / "m"
+    with pytest.raises(ShardFormatError, match="inputs must be a JSON array"):
+        merge_module.merge([a, b], out)
+    assert not (out / "manifest.json").exists()
+    assert not out.exists()
