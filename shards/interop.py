@@ -114,6 +114,7 @@ def _write_all(ds: Dataset, variant, ranges, finals: list[Path], sizes: list[int
     temps = [p.with_name(f".{p.name}.tmp") for p in finals]
     done = 0
     current = finals[0]
+    renamed: list[Path] = []
     try:
         for (a, b), final, tmp, size in zip(ranges, finals, temps, sizes):
             current = final
@@ -129,11 +130,13 @@ def _write_all(ds: Dataset, variant, ranges, finals: list[Path], sizes: list[int
                 os.fsync(f.fileno())
             done += size
         for tmp, final in zip(temps, finals):  # all complete: now they may be seen
+            renamed.append(final)  # first: an interrupt right after the rename must not miss it
             os.replace(tmp, final)
         fsync_dir(finals[0].parent)
     except BaseException as e:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
+        # A part of the set renamed already would be globbed by llm.c as if it were all of it.
+        for path in (*renamed, *temps):
+            path.unlink(missing_ok=True)
         if isinstance(e, Exception) and is_no_space(e, current.parent):
             raise no_space_error(current, needed=needed, done=done,
                                  after=f"removed the files this export wrote: {RERUN}") from e

@@ -258,3 +258,32 @@ def test_export_refuses_to_mix_with_an_earlier_export(train_valid, tmp_path):
     line = assert_clean_error(shards_cli("export", train_valid / "valid", "--format", "llmc", "--out", out), 2)
     assert "already holds data_000000.bin" in line
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_failure_while_renaming_the_files_leaves_none_and_the_rerun_is_not_refused(make_dataset, tmp_path,
+                                                                                     monkeypatch):
+    """The renames come last, one file at a time: a failure at the second must take back the first,
+    or llm.c would glob a partial set and the rerun would be refused as an earlier export."""
+    import errno
+    import os
+
+    from shards import interop
+
+    src = make_dataset([[5, 6, 7, 2]] * 30, shard_tokens=20)  # 6 shards: 6 llm.c files
+    out = tmp_path / "bins"
+    replace, renamed = os.replace, []
+
+    def fails_at_the_second(a, b):
+        if str(b).endswith(".bin") and renamed:
+            raise OSError(errno.EIO, "Input/output error", str(b))
+        replace(a, b)
+        renamed.append(b)
+
+    with monkeypatch.context() as m:
+        m.setattr(interop.os, "replace", fails_at_the_second)
+        line = assert_clean_error(shards_cli("export", src, "--format", "llmc", "--out", out), 1)
+    assert "Input/output error" in line and len(renamed) == 1
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []  # no .bin, no temporary file
+    again = shards_cli("export", src, "--format", "llmc", "--out", out)
+    assert again.exit_code == 0, again.output
+    assert len(list(out.glob("data_*.bin"))) == 6
