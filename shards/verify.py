@@ -13,6 +13,7 @@ from shards.errors import ShardFormatError
 from shards.hashing import fingerprint, sha256_file, tokenizer_sha256
 from shards.layout import INDEX_DTYPE, read_npy_header
 from shards.manifest import load_manifest
+from shards.tokenizer_guard import check_inert
 
 _CHUNK_TOKENS = 16 << 20  # tokens checked per step: bounded memory on any shard size
 
@@ -49,6 +50,8 @@ def verify(path: Path, progress: Callable[[int], None] | None = None) -> list[Pr
         tok_hash = None
     if tok_hash is not None and tok_hash != m.tokenizer_sha256:
         problems.append(Problem(str(tok_dir), "tokenizer files differ from the manifest's sha256"))
+    if tok_hash is not None:
+        problems += _check_inert(tok_dir)
     if stream_ok:
         if stream.hexdigest() != m.stream_sha256:
             problems.append(Problem(str(path), "token stream hash differs from the manifest"))
@@ -56,6 +59,16 @@ def verify(path: Path, progress: Callable[[int], None] | None = None) -> list[Pr
         elif fingerprint(m.dtype.name, m.tokenizer_sha256, m.stream_sha256) != m.fingerprint:
             problems.append(Problem(str(path), "fingerprint does not match the stream and tokenizer"))
     return problems
+
+
+def _check_inert(tok_dir: Path) -> list[Problem]:
+    """The tokenizer must load without running code (inspect, train and the round trip refuse it
+    otherwise); matching hashes only prove its files are the ones shipped."""
+    try:
+        check_inert(tok_dir, str(tok_dir))
+    except ShardFormatError as e:  # UnsafeTokenizerError, or a config that is not JSON
+        return [Problem(str(tok_dir), str(e).removeprefix(f"{tok_dir}: "))]
+    return []
 
 
 def _check_tokens(p: Path, entry, dtype: np.dtype, vocab_size: int, stream, progress) -> list[Problem]:

@@ -124,3 +124,21 @@ def test_without_manifest_verify_raises(dataset):
     (dataset / "manifest.json").unlink()
     with pytest.raises(ShardFormatError, match="incomplete dataset"):
         verify(dataset)
+
+
+def test_a_tokenizer_that_names_code_is_found(dataset):
+    """Hashes that match prove only that the files are the ones shipped: verify also checks that
+    the tokenizer loads without running code, as inspect, train and the round trip will demand."""
+    from shards.hashing import fingerprint, tokenizer_sha256
+
+    config = dataset / "tokenizer" / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    data["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}
+    config.write_text(json.dumps(data))
+    m = json.loads((dataset / "manifest.json").read_text())
+    m["tokenizer"]["sha256"] = tokenizer_sha256(dataset / "tokenizer")  # shipped that way: the hashes agree
+    m["fingerprint"] = fingerprint(m["dtype"], m["tokenizer"]["sha256"], m["stream_sha256"])
+    (dataset / "manifest.json").write_text(json.dumps(m))
+    problems = _problems(dataset)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{dataset / 'tokenizer'}: tokenizer_config.json names custom code (auto_map)")
