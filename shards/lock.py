@@ -84,13 +84,14 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _read_holder(fd: int) -> str:
-    """'train (pid 1234)' from the lock file's "PID COMMAND" line; '' if it is not written yet."""
+    """'shards merge (pid 1234)' from the lock file's "PID COMMAND" line (the command may be
+    several words); '' if it is not written yet."""
     try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip().split(maxsplit=1)
     except OSError:
         return ""
-    if len(text) >= 2 and text[0].isdigit():
-        return f"{text[1]} (pid {text[0]})"
+    if len(text) == 2 and text[0].isdigit():
+        return f"{text[1].strip()} (pid {text[0]})"
     if text and text[0].isdigit():
         return f"process (pid {text[0]})"
     return ""
