@@ -117,8 +117,8 @@ def _datasets_order(directory: Path, dname: str, entries: list[str]) -> list[str
     one dataset would mix test data into training."""
     if DATASET_DICT in entries:
         try:
-            splits = json.loads((directory / DATASET_DICT).read_text(encoding="utf-8")).get("splits")
-        except (OSError, ValueError, AttributeError):
+            splits = _read_meta(directory, dname, DATASET_DICT).get("splits")
+        except AttributeError:
             splits = None
         if isinstance(splits, list) and splits:
             raise UsageError(f"{dname}: a Hugging Face DatasetDict (splits: {', '.join(map(str, splits))}); "
@@ -126,9 +126,9 @@ def _datasets_order(directory: Path, dname: str, entries: list[str]) -> list[str
     if DATASETS_STATE not in entries:
         return None
     try:
-        state = json.loads((directory / DATASETS_STATE).read_text(encoding="utf-8"))
+        state = _read_meta(directory, dname, DATASETS_STATE)
         files = [d["filename"] for d in state["_data_files"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None  # a state.json of something else
     for n in files:
         if not isinstance(n, str) or not n or "/" in n or "\\" in n or n in (".", ".."):
@@ -139,3 +139,29 @@ def _datasets_order(directory: Path, dname: str, entries: list[str]) -> list[str
         if n not in entries:
             raise InputError(f"{dname}/{DATASETS_STATE}: lists {n}, which is missing (an incomplete copy?)")
     return files
+
+
+def _read_meta(directory: Path, dname: str, name: str) -> object:
+    """The JSON of a save_to_disk description file, or None when there is none to read (missing,
+    a dangling link, a directory, not JSON: then this is not a save_to_disk directory). Opened
+    without blocking: a FIFO or device under that name is refused with one line, never read."""
+    try:
+        fd = os.open(directory / name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            if not stat.S_ISDIR(mode):
+                refuse_special(f"{dname}/{name}", mode)
+            return None
+        with open(fd, "rb", closefd=False) as fh:  # O_NONBLOCK does nothing for regular files
+            data = fh.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None

@@ -84,6 +84,33 @@ def test_socket_is_refused(tmp_path, tokenizer_dir):
     assert line == f"error: {path}: a socket, not a regular file; preprocess reads regular files only"
 
 
+@pytest.mark.parametrize("name", ["state.json", "dataset_dict.json"])
+def test_a_fifo_as_a_save_to_disk_description_is_refused(tmp_path, tokenizer_dir, corpus_lines, name):
+    """The files that say a directory is a `datasets` save_to_disk one are read before any input:
+    a FIFO under such a name is refused like a FIFO input, never opened for a blocking read."""
+    write_lines(tmp_path / "in" / "a.txt", corpus_lines[:5])
+    os.mkfifo(tmp_path / "in" / name)
+    try:
+        line = _refused(tmp_path, tokenizer_dir, tmp_path / "in", code=2)
+    finally:
+        try:  # a reader stuck in open() is released by a writer arriving
+            os.close(os.open(tmp_path / "in" / name, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert line.startswith(f"error: {tmp_path / 'in'}/{name}: a named pipe (FIFO), not a regular file")
+
+
+def test_a_directory_named_like_a_save_to_disk_description_is_only_a_directory(tmp_path, tokenizer_dir,
+                                                                                corpus_lines):
+    from tests.helpers import preprocess_cli
+
+    write_lines(tmp_path / "in" / "a.txt", corpus_lines[:5])
+    write_lines(tmp_path / "in" / "state.json" / "b.txt", corpus_lines[5:8])
+    r = preprocess_cli(tmp_path / "in", "--tokenizer", tokenizer_dir, "--out", tmp_path / "ds", "--workers", 0, "-q")
+    assert r.exit_code == 0, r.output
+    assert len(documents(tmp_path / "ds")) == 8
+
+
 def test_link_back_to_a_directory_above_is_refused(tmp_path, tokenizer_dir, corpus_lines):
     root = tmp_path / "corpus"
     write_lines(root / "a.txt", corpus_lines[:5])
