@@ -96,9 +96,8 @@ def verify(directory: Path, roundtrip: bool, quiet: bool) -> None:
 
     with cli_errors():
         m = load_manifest(directory)
-        bar = Progress(m.num_tokens, " tok", label="verify", enabled=None if not quiet else False)
-        problems = run_verify(directory, progress=bar.advance)
-        bar.close()
+        with Progress(m.num_tokens, " tok", label="verify", enabled=None if not quiet else False) as bar:
+            problems = run_verify(directory, progress=bar.advance)
         if problems:
             for p in problems:
                 click.echo(f"error: {p}", err=True)
@@ -115,9 +114,8 @@ def _roundtrip(directory: Path, m, quiet: bool) -> str:
     """Run the tokenizer round trip; exit 1 when a document differs, else the ok line's addition."""
     from shards.roundtrip import roundtrip, summary
 
-    bar = Progress(m.num_tokens, " tok", label="roundtrip", enabled=None if not quiet else False)
-    report = roundtrip(directory, progress=bar.advance)
-    bar.close()
+    with Progress(m.num_tokens, " tok", label="roundtrip", enabled=None if not quiet else False) as bar:
+        report = roundtrip(directory, progress=bar.advance)
     for line in summary(directory, report, directory / m.tokenizer_dir):
         if report.differ or not quiet:
             click.echo(line, err=True)

@@ -66,6 +66,9 @@ class Progress:
     work done before this process started (a resumed run): it counts towards the total, never
     towards the rate or the ETA. Rates appear after the first second: the first read of a fast
     disk would otherwise promise an absurd speed.
+
+    `with Progress(...) as bar:` closes the bar on leaving the block, on an error too, so that
+    an `error:` line printed after it starts a line of its own.
     """
 
     RATE_AFTER = 1.0  # seconds before a rate (and so an ETA) is shown
@@ -141,6 +144,12 @@ class Progress:
             sys.stderr.write("\n")
             sys.stderr.flush()
             self._width = 0
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _columns() -> int:

@@ -42,10 +42,9 @@ def export(directory: Path, fmt: str, out: Path, name: str | None, tokens_per_fi
 
     with cli_errors():
         ds = Dataset(directory)
-        bar = Progress(ds.num_tokens, " tok", label="export")
-        done = run_export(ds, fmt, out, name or ("data" if fmt == "llmc" else "train"),
-                          tokens_per_file=tokens_per_file, progress=bar.advance)
-        bar.close()
+        with Progress(ds.num_tokens, " tok", label="export") as bar:
+            done = run_export(ds, fmt, out, name or ("data" if fmt == "llmc" else "train"),
+                              tokens_per_file=tokens_per_file, progress=bar.advance)
         line = f"wrote {len(done.files)} file(s), {sum(done.tokens):,} tokens, {done.layout}, to {out}"
         if fmt == "llmc":
             line += (f"; smallest file {min(done.tokens):,} tokens (llm.c needs every file to hold at least "
@@ -78,11 +77,10 @@ def import_(files: tuple[Path, ...], tokenizer: Path, out: Path, fmt: str, eos_f
     from shards.importing import import_tokens
 
     with cli_errors():
-        bar = Progress(None, " tok", label="import")
-        m = import_tokens(list(files), fmt, tokenizer, out, shard_tokens=shard_tokens, eos_token=eos_token,
-                          eos_first=eos_first, progress=bar.advance,
-                          say=lambda s: bar.above(lambda: click.echo(s, err=True)))
-        bar.close()
+        with Progress(None, " tok", label="import") as bar:
+            m = import_tokens(list(files), fmt, tokenizer, out, shard_tokens=shard_tokens, eos_token=eos_token,
+                              eos_first=eos_first, progress=bar.advance,
+                              say=lambda s: bar.above(lambda: click.echo(s, err=True)))
         click.echo(f"wrote {out}: {m.num_tokens:,} tokens, {m.num_documents:,} documents; fingerprint {m.fingerprint}")
 
 
@@ -99,9 +97,8 @@ def merge(parts: tuple[Path, ...], out: Path) -> None:
     from shards.merge import merge as run_merge
 
     with cli_errors():
-        bar = Progress(None, " tok", label="merge")
-        m, copied = run_merge(list(parts), out, progress=bar.advance)
-        bar.close()
+        with Progress(None, " tok", label="merge") as bar:
+            m, copied = run_merge(list(parts), out, progress=bar.advance)
         how = "hard-linked" if not copied else f"{copied} file(s) copied (different filesystems)"
         click.echo(f"wrote {out}: {len(m.shards)} shard(s) {how}, {m.num_tokens:,} tokens, "
                    f"{m.num_documents:,} documents; fingerprint {m.fingerprint}")
