@@ -76,10 +76,9 @@ def check_file(directory: Path, name: str, label: str) -> None:
         raise ConfinementError(f"{path}: {label} is not a regular file ({_kind(st.st_mode)}); refusing to read it")
 
 
-def check_tree(top: Path, label: str, *, top_within: Path, entries_within: Path | None = None) -> None:
+def check_tree(top: Path, label: str, *, top_within: Path) -> None:
     """Refuse a directory tree that is a symlink resolving outside `top_within`, or that holds a
-    symlink resolving outside `entries_within` (default: the tree itself), or anything but
-    regular files and directories."""
+    symlink resolving outside the tree itself, or anything but regular files and directories."""
     top = Path(top)
     st = _lstat(top)
     if st is None:
@@ -91,7 +90,6 @@ def check_tree(top: Path, label: str, *, top_within: Path, entries_within: Path 
                                "(copy the directory in instead of linking it)")
     if not os.path.isdir(real_top):
         return  # a missing or non-directory tokenizer is reported by whoever needs it
-    fence = real_top if entries_within is None else os.path.realpath(entries_within)
     seen = 0
     for base, dirs, files in os.walk(real_top, followlinks=False):
         for name in dirs + files:
@@ -105,10 +103,9 @@ def check_tree(top: Path, label: str, *, top_within: Path, entries_within: Path 
                 continue
             if stat.S_ISLNK(entry.st_mode):
                 target = os.path.realpath(path)
-                if not inside(target, fence):
-                    where = f"{label} {top}" if entries_within is None else str(entries_within)
-                    raise ConfinementError(f"{shown}: a symlink to {target}, outside {where}; refusing to read it "
-                                           "(copy the file in instead of linking it)")
+                if not inside(target, real_top):
+                    raise ConfinementError(f"{shown}: a symlink to {target}, outside {label} {top}; refusing to "
+                                           "read it (copy the file in instead of linking it)")
             elif not (stat.S_ISREG(entry.st_mode) or stat.S_ISDIR(entry.st_mode)):
                 raise ConfinementError(f"{shown}: not a regular file ({_kind(entry.st_mode)}) in {label} {top}; "
                                        "refusing to read it")

@@ -79,7 +79,7 @@ def import_tokens(paths: list[Path], fmt: str, tokenizer_dir: Path, out: Path, *
     tok = _load_tokenizer(tokenizer_dir)
     vocab = vocab_size(tok)
     bounds = _boundaries(tok, eos_token, eos_first, files, say)
-    tok_files = tree_files(tokenizer_dir)  # the user's own: links are followed (a hub snapshot is all links)
+    tok_files = tree_files(tokenizer_dir)  # checked inert by _load_tokenizer: no link in it leads out
     total = sum(f.count for f in files)
     with NewOutput(out, "shards import"):
         needed = on_disk([NPY_HEADER_BYTES + total * dtype_for_vocab(vocab).itemsize, *(s for _, s in tok_files)], out)

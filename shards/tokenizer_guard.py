@@ -56,20 +56,19 @@ def _read_json(path: Path, what: str) -> dict[str, Any] | None:
     return data
 
 
-def check_inert(directory: str | os.PathLike[str], what: str, *, root: str | os.PathLike[str] | None = None) -> None:
+def check_inert(directory: str | os.PathLike[str], what: str) -> None:
     """Refuse a tokenizer directory that would make transformers import code or read elsewhere.
 
     `what` names the directory in messages (e.g. "--tokenizer tok/" or "ds/tokenizer"). Symlinks
-    may resolve only inside `root` (default: the directory itself; a caller opening a Hugging
-    Face cache snapshot, whose files link into the repository's blobs/, passes that repository).
-    Needs no transformers import unless a config names a tokenizer class to look up.
+    may resolve only inside the directory (so a Hugging Face cache snapshot, whose files link
+    into the repository's blobs/, is refused: copy it, e.g. with `save_pretrained`). Needs no
+    transformers import unless a config names a tokenizer class to look up.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise ShardFormatError(f"{what}: not a tokenizer directory")
     try:
-        check_tree(directory, "the tokenizer directory", top_within=directory if root is None else Path(root),
-                   entries_within=None if root is None else Path(root))
+        check_tree(directory, "the tokenizer directory", top_within=directory)
     except ConfinementError as e:  # its message names the path already
         raise UnsafeTokenizerError(str(e)) from None
     configs = {name: _read_json(directory / name, what) for name in _CONFIGS}
@@ -122,9 +121,9 @@ def _is_transformers_class(name: Any) -> bool:
     return name in known or base in known
 
 
-def load_tokenizer(directory: str | os.PathLike[str], what: str, *, root: str | os.PathLike[str] | None = None):
+def load_tokenizer(directory: str | os.PathLike[str], what: str):
     """`AutoTokenizer.from_pretrained(directory)`, checked inert first, offline, no remote code."""
-    check_inert(directory, what, root=root)
+    check_inert(directory, what)
     from transformers import AutoTokenizer
 
     try:

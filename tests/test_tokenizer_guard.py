@@ -163,8 +163,9 @@ def test_a_fifo_is_refused_before_anything_opens_it(tok):
         load_tokenizer(tok, "tok")
 
 
-def test_a_hub_cache_snapshot_with_root(tok, tmp_path):
-    """Hugging Face's cache links snapshot files into the repository's blobs/: allowed with root=."""
+def test_a_hub_cache_snapshot_is_refused(tok, tmp_path):
+    """Hugging Face's cache links snapshot files into the repository's blobs/, outside the
+    snapshot: refused like any link leaving a tokenizer directory, by `shards import` too."""
     repo = tmp_path / "models--team--tok"
     snapshot = repo / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
@@ -172,9 +173,13 @@ def test_a_hub_cache_snapshot_with_root(tok, tmp_path):
     for f in tok.iterdir():
         shutil.copyfile(f, repo / "blobs" / f.name)
         (snapshot / f.name).symlink_to(Path("..") / ".." / "blobs" / f.name)
-    with pytest.raises(UnsafeTokenizerError, match="outside"):
+    with pytest.raises(UnsafeTokenizerError, match="outside the tokenizer directory"):
         check_inert(snapshot, "hub")
-    load_tokenizer(snapshot, "hub", root=repo)
+    (tmp_path / "a.bin").write_bytes(bytes(8))
+    line = assert_clean_error(shards_cli("import", tmp_path / "a.bin", "--tokenizer", snapshot,
+                                         "--out", tmp_path / "ds"), 1)
+    assert "a symlink to" in line and "outside the tokenizer directory" in line and "copy the file in" in line, line
+    assert not (tmp_path / "ds").exists()
 
 
 def test_not_a_directory(tmp_path):
