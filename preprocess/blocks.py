@@ -11,7 +11,6 @@ depend on how the file was read.
 
 from __future__ import annotations
 
-import lzma
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import BinaryIO
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit, unit_bytes
 from preprocess.split import goes_to_valid, in_valid  # noqa: F401 - re-exported: the split's rule lives there
-from preprocess.streams import open_binary
+from preprocess.streams import open_binary, read_errors
 
 BLOCK_BYTES = 1 << 20
 EOL = re.compile(rb"\r\n|\r|\n")
@@ -185,7 +184,7 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
         yield from _frame(stream, lambda: meter.at(raw.tell()), index, unit.file, base, line, unit.stop, limit,
                           block_bytes)
         meter.finish()
-    except (OSError, EOFError, lzma.LZMAError) as e:
+    except read_errors(f) as e:
         raise InputError(f"{f.name}: cannot read ({e})") from None
     finally:
         stream.close()

@@ -7,6 +7,7 @@ import gzip
 import lzma
 import os
 import stat
+import zlib
 from typing import BinaryIO
 
 from preprocess.errors import InputError
@@ -21,6 +22,17 @@ def require_regular(f: InputFile) -> None:
         raise InputError(f"{f.name}: cannot open ({e.strerror})") from None
     if not stat.S_ISREG(mode):
         raise InputError(f"{f.name}: not a regular file any more; preprocess reads regular files only")
+
+
+def read_errors(f: InputFile) -> tuple[type[BaseException], ...]:
+    """What reading `f`'s stream raises for a damaged or unreadable file (for one-line errors):
+    gzip raises zlib.error for a bad deflate stream, zstandard its own ZstdError."""
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, lzma.LZMAError, zlib.error)
+    if f.compression == "zstd":
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    return errors
 
 
 def open_binary(f: InputFile) -> tuple[BinaryIO, BinaryIO]:

@@ -6,6 +6,7 @@ import bz2
 import gzip
 import json
 import lzma
+import zlib
 from pathlib import Path
 from unittest import mock
 
@@ -84,6 +85,37 @@ def test_corrupt_compressed_file(tmp_path, slice_file, tokenizer_dir):
     assert not (tmp_path / "ds" / "manifest.json").exists()
 
 
+def _damaged_gzip(data: bytes) -> bytes:
+    """`data` gzipped, with two bytes of its deflate stream flipped so that zlib itself refuses
+    it (not only gzip's CRC check): the first such place."""
+    good = gzip.compress(data)
+    for at in range(10, len(good) - 8):  # past the 10-byte header
+        bad = bytearray(good)
+        bad[at] ^= 0xFF
+        bad[at + 1] ^= 0x55
+        try:
+            gzip.decompress(bytes(bad))
+        except zlib.error:
+            return bytes(bad)
+        except (OSError, EOFError):
+            continue
+    raise AssertionError("no damage made zlib fail")
+
+
+@pytest.mark.parametrize("how", ["tokenizer", "vocab-size"])
+def test_damaged_deflate_stream(tmp_path, slice_file, tokenizer_dir, how):
+    """gzip raises zlib.error (not an OSError) for a bad deflate stream: one line naming the
+    file, exit 1, both when encoding and when reading the tokenizer's training sample."""
+    path = tmp_path / "slice.txt.gz"
+    path.write_bytes(_damaged_gzip(slice_file.read_bytes()))
+    args = preprocess_args(path, tokenizer_dir, tmp_path / "ds", "-q")
+    if how == "vocab-size":
+        args = [str(path), "--vocab-size", "400", "--out", str(tmp_path / "ds"), "--workers", "0", "-q"]
+    line = assert_clean_error(preprocess_cli(*args), 1)
+    assert line.startswith(f"error: {path}: cannot read (Error -3 while decompressing data"), line
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
 def test_directory_input_is_searched_recursively(tmp_path, corpus_lines, tokenizer_dir, tok):
     root = tmp_path / "corpus"
     write_lines(root / "b" / "deep" / "two.txt", corpus_lines[40:60])
@@ -153,3 +185,14 @@ def test_multi_frame_zstd_is_read_to_the_end(tmp_path, corpus_lines, tokenizer_d
         assert r.exit_code == 0, r.output
     a, b = Dataset(tmp_path / "out-two.txt.zst"), Dataset(tmp_path / "out-plain.txt")
     assert a.num_documents == b.num_documents == 200 and a.fingerprint == b.fingerprint
+
+
+def test_damaged_zstd_stream(tmp_path, slice_file, tokenizer_dir):
+    zstandard = pytest.importorskip("zstandard")
+    path = tmp_path / "slice.txt.zst"
+    bad = bytearray(zstandard.ZstdCompressor().compress(slice_file.read_bytes()))
+    bad[20] ^= 0xFF  # inside the first block: "Data corruption detected"
+    bad[21] ^= 0x55
+    path.write_bytes(bytes(bad))
+    line = assert_clean_error(preprocess_cli(*preprocess_args(path, tokenizer_dir, tmp_path / "ds", "-q")), 1)
+    assert line.startswith(f"error: {path}: cannot read (zstd decompress error"), line
