@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from shards.errors import ShardFormatError, UsageError
+from shards.errors import UsageError
 from shards.layout import MANIFEST
 from shards.lock import LOCK_NAME, DirectoryLock
 from shards.manifest import fsync_dir
@@ -109,20 +109,10 @@ def _clear(out: Path) -> None:
     (out / MARKER).unlink(missing_ok=True)
 
 
-def tree_files(src: Path, confine: Path | None = None) -> list[tuple[Path, int]]:
-    """Every file under `src` with its size, in a fixed order.
-
-    With `confine`, a file (or link) that resolves outside that directory is refused: the
-    directory came from someone else and must not make us read elsewhere.
-    """
-    out = []
-    root = confine.resolve() if confine is not None else None
-    for p in sorted(src.rglob("*")):
-        if root is not None and root not in p.resolve().parents:
-            raise ShardFormatError(f"{p}: resolves outside {confine}; refusing to read it")
-        if p.is_file():
-            out.append((p, p.stat().st_size))
-    return out
+def tree_files(src: Path) -> list[tuple[Path, int]]:
+    """Every file under `src` with its size, in a fixed order. `src` must be checked already
+    (shards.confine.check_tree, which load_manifest and check_inert run): no link in it leads out."""
+    return [(p, p.stat().st_size) for p in sorted(src.rglob("*")) if p.is_file()]
 
 
 def copy_files(src: Path, dst: Path, files: list[tuple[Path, int]]) -> None:
