@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import click
 
 from shards.errors import ShardFormatError, UsageError
+from shards.space import RERUN  # light: os, shutil and shards.errors only
 
 
 @contextmanager
@@ -30,8 +31,7 @@ def cli_errors() -> Iterator[None]:
     except OSError as e:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         if e.errno == errno.ENOSPC:
-            _fail(f"{where}no space left on device; nothing written looks complete: free space (or choose "
-                  "another place) and run the same command again", 1)
+            _fail(f"{where}no space left on device; nothing written looks complete: {RERUN}", 1)
         _fail(f"{where}{e.strerror or e}", 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
