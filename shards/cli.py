@@ -7,10 +7,8 @@ from pathlib import Path
 
 import click
 
-from shards.console import Progress, cli_errors, human
+from shards.console import DIR, Progress, cli_errors, human
 from shards.errors import ShardFormatError, UsageError
-
-DIR = click.Path(path_type=Path, file_okay=True, dir_okay=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

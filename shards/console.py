@@ -8,11 +8,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
 from shards.errors import ShardFormatError, UsageError
 from shards.space import RERUN  # light: os, shutil and shards.errors only
+
+
+# A dataset directory argument of the shards commands: click checks nothing, the readers do
+# (load_manifest's one-line messages say what is wrong, a missing directory included).
+DIR = click.Path(path_type=Path, file_okay=True, dir_okay=True)
 
 
 @contextmanager

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import click
 
-from shards.console import Progress, cli_errors
-
-DIR = click.Path(path_type=Path, file_okay=True, dir_okay=True)
+from shards.console import DIR, Progress, cli_errors
 
 
 @click.command()
