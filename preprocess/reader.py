@@ -139,9 +139,9 @@ def _json_line(f: InputFile, file_index: int, line_text: str, offset: int, line:
     where = _at_line(f, line, offset)
     try:
         obj = json.loads(line_text)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer of over 4,300 digits, deep nesting
         if errors == "strict":
-            raise InputError(f"{where}: not valid JSON ({e.msg}); fix the line or pass --errors replace "
+            raise InputError(f"{where}: not valid JSON ({_json_reason(e)}); fix the line or pass --errors replace "
                              "to skip and count such lines") from None
         yield Skip(file_index, "bad_json", replaced, nul, cursor)
         return
@@ -152,6 +152,14 @@ def _json_line(f: InputFile, file_index: int, line_text: str, offset: int, line:
         yield Skip(file_index, "no_text", replaced, nul, cursor)
         return
     yield from value_items(doc, file_index, where, errors, text_key, max_doc_bytes, cursor, replaced, nul)
+
+
+def _json_reason(e: ValueError | RecursionError) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return e.msg
+    if isinstance(e, RecursionError):
+        return "nested too deeply to parse"
+    return str(e).split(";")[0]  # "Exceeds the limit (4300 digits) for integer string conversion: ..."
 
 
 def value_items(doc: str, file_index: int, where: str, errors: str, text_key: str, max_doc_bytes: int,

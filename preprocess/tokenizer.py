@@ -58,11 +58,17 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
     """
     import sentencepiece as spm
 
+    failed: list[BaseException] = []
+
     def sentences():
-        for t in texts:
-            data = t.encode("utf-8")
-            for i in range(0, len(data), _SP_MAX_SENTENCE):
-                yield data[i:i + _SP_MAX_SENTENCE].decode("utf-8", "ignore")
+        try:
+            for t in texts:
+                data = t.encode("utf-8")
+                for i in range(0, len(data), _SP_MAX_SENTENCE):
+                    yield data[i:i + _SP_MAX_SENTENCE].decode("utf-8", "ignore")
+        except BaseException as e:  # reading the sample failed (a bad input, Ctrl-C): kept for below
+            failed.append(e)
+            raise
 
     model = io.BytesIO()
     try:
@@ -82,7 +88,11 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: Path, *,
             pad_piece=SPECIAL["pad"], num_threads=threads,
             minloglevel=2)
     except RuntimeError as e:
+        if failed:  # SentencePiece reports an error of the iterator as a RuntimeError holding a traceback
+            raise failed[0] from None
         raise TokenizerError(_training_error(str(e), vocab_size, character_coverage)) from None
+    if failed:  # never trained on part of the sample
+        raise failed[0]
     proto = spm_model.model_proto()
     proto.ParseFromString(model.getvalue())
     if proto.trainer_spec.model_type == spm_model.UNIGRAM:

@@ -56,6 +56,25 @@ def test_jsonl_with_text_key_and_bad_lines(tmp_path, corpus_lines, tokenizer_dir
     assert not (tmp_path / "s" / "manifest.json").exists()
 
 
+@pytest.mark.parametrize("how", ["tokenizer", "vocab-size"])
+def test_json_lines_python_cannot_parse_are_counted(tmp_path, corpus_lines, tokenizer_dir, how):
+    """An integer of over 4,300 digits (ValueError) and deep nesting (RecursionError) are bad
+    JSON like any other: counted in a worker process and in the main process's tokenizer
+    sample; one line with --errors strict."""
+    lines = corpus_lines[:300]
+    rows = [json.dumps({"text": t}) for t in lines]
+    rows[5:5] = ['{"text": "x", "n": ' + "7" * 5000 + "}", "[" * 100_000 + "]" * 100_000]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    source = ["--tokenizer", tokenizer_dir, "--workers", 1] if how == "tokenizer" else ["--vocab-size", 1000, "--character-coverage", 0.98, "-w", 0]
+    r = preprocess_cli(path, *source, "--out", tmp_path / "ds", "-q")
+    assert r.exit_code == 0, r.output
+    (counts,) = _inputs(tmp_path / "ds")
+    assert (counts["documents"], counts["bad_json"]) == (300, 2)
+    line = assert_clean_error(preprocess_cli(path, *source, "--out", tmp_path / "s", "--errors", "strict", "-q"), 1)
+    assert line.startswith(f"error: {path}:6: not valid JSON (Exceeds the limit (4300 digits)"), line
+
+
 @pytest.mark.parametrize("suffix, compress", [(".gz", lambda b: gzip.compress(b, mtime=0)), (".bz2", bz2.compress),
                                               (".xz", lzma.compress)])
 def test_compressed_input_gives_the_plain_stream(tmp_path, slice_file, tokenizer_dir, corpus_lines, tok,

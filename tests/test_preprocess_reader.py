@@ -129,6 +129,21 @@ def test_jsonl_lines(tmp_path):
         _items(tmp_path, b'{"text": "a"}\n{"text": \n', fmt="jsonl", errors="strict")
 
 
+HUGE_INT = b'{"text": "a", "n": ' + b"7" * 5000 + b"}"  # json.loads: ValueError past 4,300 digits
+DEEP = b"[" * 100_000 + b"]" * 100_000  # json.loads: RecursionError
+
+
+def test_json_that_python_refuses_to_parse_is_bad_json(tmp_path):
+    raw = b'{"text": "a"}\n' + HUGE_INT + b'\n' + DEEP + b'\n{"text": "b"}\n'
+    items = _items(tmp_path, raw, fmt="jsonl")
+    assert [(i.reason if isinstance(i, Skip) else i.text) for i in items] == ["a", "bad_json", "bad_json", "b"]
+    with pytest.raises(InputError, match=r"in\.jsonl:2: not valid JSON \(Exceeds the limit \(4300 digits\) for "
+                                         r"integer string conversion: value has 5000 digits\); fix the line"):
+        _items(tmp_path, raw, fmt="jsonl", errors="strict")
+    with pytest.raises(InputError, match=r"in\.jsonl:1: not valid JSON \(nested too deeply to parse\)"):
+        _items(tmp_path, DEEP + b"\n", fmt="jsonl", errors="strict")
+
+
 def test_long_jsonl_document_is_split(tmp_path):
     text = "長い文です。" * 1000  # 18 kB
     items = _items(tmp_path, ('{"text": "%s"}\n' % text).encode(), fmt="jsonl", max_doc_bytes=4096)
