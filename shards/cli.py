@@ -95,7 +95,7 @@ def verify(directory: Path, roundtrip: bool, quiet: bool) -> None:
     with cli_errors():
         m = load_manifest(directory)
         with Progress(m.num_tokens, " tok", label="verify", enabled=None if not quiet else False) as bar:
-            problems = run_verify(directory, progress=bar.advance)
+            problems = run_verify(directory, progress=bar.advance, manifest=m)
         if problems:
             for p in problems:
                 click.echo(f"error: {p}", err=True)
@@ -113,7 +113,7 @@ def _roundtrip(directory: Path, m, quiet: bool) -> str:
     from shards.roundtrip import roundtrip, summary
 
     with Progress(m.num_tokens, " tok", label="roundtrip", enabled=None if not quiet else False) as bar:
-        report = roundtrip(directory, progress=bar.advance)
+        report = roundtrip(directory, progress=bar.advance, manifest=m)
     for line in summary(directory, report, directory / m.tokenizer_dir):
         if report.differ or not quiet:
             click.echo(line, err=True)

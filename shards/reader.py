@@ -26,9 +26,10 @@ class Dataset:
     ever written into the directory, so it works on a read-only filesystem.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, manifest: Manifest | None = None):
+        """`manifest`: what load_manifest(path) returned, when the caller has it already."""
         self.path = Path(path)
-        self.manifest: Manifest = load_manifest(self.path)
+        self.manifest: Manifest = manifest if manifest is not None else load_manifest(self.path)
         m = self.manifest
         self.dtype = m.dtype
         self._offsets: list[int] = []  # data offset of each shard file (its .npy header length)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from shards.errors import ShardFormatError
+from shards.manifest import Manifest
 from shards.reader import Dataset
 from shards.tokenizer_guard import load_tokenizer
 
@@ -72,10 +73,11 @@ class Report:
 
 
 def roundtrip(path: str | os.PathLike[str], *, progress: Callable[[int], None] | None = None, keep: int = 100,
-              batch_tokens: int = BATCH_TOKENS) -> Report:
+              batch_tokens: int = BATCH_TOKENS, manifest: Manifest | None = None) -> Report:
     """Decode and re-encode every document of the dataset at `path` (run `verify` first: this
-    trusts the bytes and checks only what the tokenizer makes of them)."""
-    ds = Dataset(path)
+    trusts the bytes and checks only what the tokenizer makes of them). `manifest`: what
+    load_manifest(path) returned, when the caller has it already."""
+    ds = Dataset(path, manifest=manifest)
     tok = load_tokenizer(ds.tokenizer_dir, str(ds.tokenizer_dir))
     m = ds.manifest
     max_doc_bytes = (m.raw.get("settings") or {}).get("max_doc_bytes")

@@ -12,7 +12,7 @@ import numpy as np
 from shards.errors import ShardFormatError
 from shards.hashing import fingerprint, sha256_file, tokenizer_sha256
 from shards.layout import INDEX_DTYPE, read_npy_header
-from shards.manifest import load_manifest
+from shards.manifest import Manifest, load_manifest
 from shards.tokenizer_guard import check_inert
 
 _CHUNK_TOKENS = 16 << 20  # tokens checked per step: bounded memory on any shard size
@@ -27,11 +27,15 @@ class Problem:
         return f"{self.where}: {self.what}"
 
 
-def verify(path: Path, progress: Callable[[int], None] | None = None) -> list[Problem]:
+def verify(path: Path, progress: Callable[[int], None] | None = None, *,
+           manifest: Manifest | None = None) -> list[Problem]:
     """Every problem found (empty when the dataset is intact). A missing or unreadable manifest
-    raises ShardFormatError instead, since nothing else can be checked without it."""
+    raises ShardFormatError instead, since nothing else can be checked without it.
+
+    `manifest`: what load_manifest(path) returned, when the caller has it already.
+    """
     path = Path(path)
-    m = load_manifest(path)
+    m = manifest if manifest is not None else load_manifest(path)
     problems: list[Problem] = []
     stream = hashlib.sha256()
     stream_ok = True

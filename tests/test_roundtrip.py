@@ -238,3 +238,14 @@ def test_a_tokenizer_that_truncates_by_default(tmp_path, tokenizer_dir, corpus_l
     write_dataset(tmp_path / "ds", docs, vocab_size=1000, shard_tokens=100, tokenizer_dir=trunc, eos_id=EOS)
     report = roundtrip(tmp_path / "ds")
     assert (report.documents, report.differ) == (20, 0)
+
+
+def test_verify_with_the_roundtrip_reads_the_manifest_once(make_dataset):
+    """The command loads and confines the manifest once and hands it on to verify and the round trip."""
+    from tests.open_spy import opened
+
+    path = make_dataset([[5, 6, EOS], [7, EOS]], eos_id=EOS)
+    with opened() as seen:
+        r = shards_cli("verify", path, "--tokenizer-roundtrip")
+    assert r.exit_code == 0, r.output
+    assert seen.count(os.path.realpath(path / "manifest.json")) == 1
