@@ -57,6 +57,7 @@ def init(spec: EngineSpec, settings: Settings, in_worker: bool = True) -> None:
         # Ctrl-C reaches the whole process group: the parent decides what happens, not the workers.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _STATE.clear()  # in this process (--workers 0, library use) an earlier run may have failed here
     try:
         _STATE.update(encode=make_encoder(spec), settings=settings)
     except Exception as e:

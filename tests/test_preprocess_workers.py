@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import random
 
+import pytest
+
 from preprocess import encoding
 from preprocess.blocks import in_valid
 from tests.conftest import preprocess_args
@@ -75,3 +77,21 @@ def test_valid_fraction_split(tmp_path, slice_file, tokenizer_dir, corpus_lines)
                                         "--valid-fraction", 0.25, "-q"))
     assert r.exit_code == 0, r.output
     assert set(documents(c / "train")) == train and set(documents(c / "valid")) == valid
+
+
+def test_a_failed_tokenizer_load_does_not_stay_with_the_process(tmp_path, slice_file, tokenizer_dir):
+    """--workers 0 loads the tokenizer in this process: a load that failed once (here a missing
+    backend file) must not fail every later run in the same process with the old message."""
+    from preprocess import worker
+    from preprocess.config import PreprocessConfig
+    from preprocess.engines import EngineSpec
+    from preprocess.errors import TokenizerError
+    from preprocess.pipeline import run
+
+    worker.init(EngineSpec("tokenizers", str(tokenizer_dir), str(tmp_path / "missing.json")), None, in_worker=False)
+    with pytest.raises(TokenizerError, match="could not load the tokenizer"):
+        worker.process(None)
+    cfg = PreprocessConfig(inputs=(str(slice_file),), out=tmp_path / "ds", tokenizer=str(tokenizer_dir), workers=0,
+                           quiet=True)
+    run(cfg, say=lambda s: None)
+    assert len(documents(tmp_path / "ds")) == 300
