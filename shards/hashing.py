@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 _CHUNK = 8 << 20  # bytes read per step when hashing a file
@@ -16,6 +17,23 @@ def sha256_file(path: Path, offset: int = 0) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def hash_shard(path: Path, data_offset: int, stream: "hashlib._Hash",
+               each: Callable[[bytes], None] | None = None) -> str:
+    """Hex sha256 of the whole file, in one pass of bounded chunks. The bytes from `data_offset`
+    on (a shard's ids, after its .npy header) also go, in order, into the running `stream` hash
+    and, chunk by chunk, to `each` (which may look at the ids: each chunk but a file's last is
+    _CHUNK bytes, a multiple of any id size)."""
+    whole = hashlib.sha256()
+    with open(path, "rb") as f:
+        whole.update(f.read(data_offset))
+        while chunk := f.read(_CHUNK):
+            whole.update(chunk)
+            stream.update(chunk)
+            if each is not None:
+                each(chunk)
+    return whole.hexdigest()
 
 
 def update_from_file(h: "hashlib._Hash", path: Path, offset: int, length: int) -> None:

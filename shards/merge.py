@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shards.errors import ShardFormatError, UsageError
-from shards.hashing import sha256_file, tokenizer_sha256
+from shards.hashing import hash_shard, sha256_file, tokenizer_sha256
 from shards.layout import MANIFEST, TOKENIZER_DIR, index_name, read_npy_header, shard_name
 from shards.manifest import (Manifest, ShardEntry, load_manifest, parse_manifest, tokenizer_mismatch,
                              write_json_atomic)
@@ -25,7 +25,6 @@ from shards.space import RERUN, check_free, no_space, on_disk
 from shards.staging import NewOutput, copy_files, same_filesystem, tree_files
 from shards.writer import build_manifest
 
-_CHUNK = 8 << 20
 
 
 def _part_of(m: Manifest) -> tuple[int, int] | None:
@@ -136,16 +135,7 @@ def _hash_shard(src: Path, entry: ShardEntry, stream, m: Manifest, progress) -> 
     dtype, length, offset = read_npy_header(src)
     if dtype != m.dtype or length != entry.num_tokens or src.stat().st_size != entry.bytes:
         raise ShardFormatError(f"{src}: does not match its manifest (truncated or resized?)")
-    whole = hashlib.sha256()
-    with open(src, "rb") as f:
-        head = f.read(offset)
-        whole.update(head)
-        while chunk := f.read(_CHUNK):
-            whole.update(chunk)
-            stream.update(chunk)
-            if progress:
-                progress(len(chunk) // dtype.itemsize)
-    return whole.hexdigest()
+    return hash_shard(src, offset, stream, (lambda chunk: progress(len(chunk) // dtype.itemsize)) if progress else None)
 
 
 def _summed(dicts: list[dict]) -> dict:

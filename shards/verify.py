@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from shards.errors import ShardFormatError
-from shards.hashing import fingerprint, sha256_file, tokenizer_sha256
+from shards.hashing import fingerprint, hash_shard, sha256_file, tokenizer_sha256
 from shards.layout import INDEX_DTYPE, read_npy_header
 from shards.manifest import Manifest, load_manifest
 from shards.tokenizer_guard import check_inert
 
-_CHUNK_TOKENS = 16 << 20  # tokens checked per step: bounded memory on any shard size
+_CHUNK_TOKENS = 16 << 20  # document starts checked per step: bounded memory on any index size
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,20 +89,23 @@ def _check_tokens(p: Path, entry, dtype: np.dtype, vocab_size: int, stream, prog
         return [Problem(str(p), f"header says {length} x {file_dtype}, manifest says {entry.num_tokens} x {dtype}")]
     if offset + length * dtype.itemsize != size:
         return [Problem(str(p), f"a {offset}-byte header and {length} ids do not make its {size} bytes")]
-    problems = []
-    if sha256_file(p) != entry.sha256:
-        problems.append(Problem(str(p), "sha256 mismatch (corrupted bytes)"))
-    arr = np.load(p, mmap_mode="r")
-    for lo in range(0, length, _CHUNK_TOKENS):
-        chunk = np.asarray(arr[lo:lo + _CHUNK_TOKENS])
-        stream.update(chunk.data)
-        if len(chunk) and int(chunk.max()) >= vocab_size:
-            bad = int(np.argmax(chunk >= vocab_size))
-            problems.append(Problem(str(p), f"token id {int(chunk[bad])} at position {lo + bad} >= vocab_size {vocab_size}"))
-            break
+    bad_ids: list[Problem] = []  # the first id outside the vocabulary
+    done = 0  # ids checked so far
+
+    def check(chunk: bytes) -> None:  # a bounded chunk of the ids, in order (shards.hashing.hash_shard)
+        nonlocal done
+        ids = np.frombuffer(chunk, dtype=file_dtype, count=len(chunk) // file_dtype.itemsize)
+        if not bad_ids and len(ids) and int(ids.max()) >= vocab_size:
+            k = int(np.argmax(ids >= vocab_size))
+            bad_ids.append(Problem(str(p), f"token id {int(ids[k])} at position {done + k} >= vocab_size {vocab_size}"))
+        done += len(ids)
         if progress:
-            progress(len(chunk))
-    return problems
+            progress(len(ids))
+
+    problems = []
+    if hash_shard(p, offset, stream, check) != entry.sha256:  # one read of the file for all three checks
+        problems.append(Problem(str(p), "sha256 mismatch (corrupted bytes)"))
+    return problems + bad_ids
 
 
 def _check_index(p: Path, entry) -> list[Problem]:

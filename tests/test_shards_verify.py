@@ -142,3 +142,30 @@ def test_a_tokenizer_that_names_code_is_found(dataset):
     problems = _problems(dataset)
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{dataset / 'tokenizer'}: tokenizer_config.json names custom code (auto_map)")
+
+
+def test_each_shard_is_read_in_one_pass(dataset):
+    """The file's sha256, the stream hash and the id check come from one read of the shard: it is
+    opened for its header, then once more (it was read once to hash it, then again mapped)."""
+    from tests.open_spy import opened
+
+    with opened() as seen:
+        assert verify(dataset) == []
+    for entry in load_manifest(dataset).shards:
+        assert seen.count(os.path.realpath(dataset / entry.file)) == 2, entry.file
+
+
+def test_small_read_chunks_give_the_same_findings(dataset, monkeypatch):
+    """Ids checked chunk by chunk: positions count across chunks, and the stream hash is whole."""
+    from shards import hashing
+
+    monkeypatch.setattr(hashing, "_CHUNK", 6)  # 3 uint16 ids a read
+    seen = []
+    assert verify(dataset, progress=seen.append) == []
+    assert sum(seen) == load_manifest(dataset).num_tokens and max(seen) == 3
+    victim = dataset / _entry(dataset, 2).file
+    with open(victim, "r+b") as f:
+        f.seek(NPY_HEADER_BYTES + 2 * 13)
+        f.write(np.array([1000], dtype="<u2").tobytes())
+    assert _problems(dataset) == [f"{victim}: sha256 mismatch (corrupted bytes)",
+                                  f"{victim}: token id 1000 at position 13 >= vocab_size 1000"]
