@@ -167,12 +167,14 @@ def import_tokenizer(source: str, out_dir: Path) -> tuple[str, object | None]:
         return "directory", _import_directory(path, source, out_dir)
     if path.suffix == ".model" or os.sep in source and not _looks_like_hub_id(source):
         raise TokenizerError(f"--tokenizer {source}: no such file or directory")
-    tok = _load_hub(source)
-    tok.save_pretrained(str(out_dir))
+    _load_hub(source).save_pretrained(str(out_dir))
     from shards.tokenizer_guard import check_inert
 
-    check_inert(out_dir, f"--tokenizer {source}")
-    return "hub", tok
+    what = f"--tokenizer {source}"
+    check_inert(out_dir, what)
+    # The saved directory is the truth from here on, not the object the hub load made: what
+    # transformers does on load (and save_pretrained may not write back) would differ.
+    return "hub", None if plain(out_dir) is not None else _load_guarded(out_dir, what)
 
 
 def _import_directory(path: Path, source: str, out_dir: Path):

@@ -132,6 +132,39 @@ def test_unreachable_hub_fails_with_a_hint(monkeypatch, tmp_path, slice_file):
     assert "cannot be reached" in line and "local tokenizer directory" in line
 
 
+def test_a_hub_tokenizer_is_used_as_saved(monkeypatch, tmp_path, slice_file, tokenizer_dir, corpus_lines):
+    """What a hub load gives in memory need not be what it saves (transformers changes a tokenizer
+    on load): the facts and the engine come from DIR/tokenizer, the directory that ships. Here
+    the saved copy differs on purpose: another EOS, and special tokens in text matched."""
+    from transformers import AutoTokenizer
+
+    from preprocess import tokenizer as tk
+
+    hub = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    save = hub.save_pretrained
+
+    def save_differently(directory, **kwargs):
+        save(directory, **kwargs)
+        config_path = Path(directory) / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        config.update(eos_token="<pad>", split_special_tokens=False)
+        config_path.write_text(json.dumps(config))
+
+    monkeypatch.setattr(hub, "save_pretrained", save_differently)
+    monkeypatch.setattr(tk, "_load_hub", lambda name: hub)
+    lines = corpus_lines[:20] + ["text that spells </s> and <pad> as text"]
+    corpus = write_lines(tmp_path / "c.txt", lines)
+    out = tmp_path / "ds"
+    r = preprocess_cli(corpus, "--tokenizer", "someorg/sometok", "--out", out, "--workers", 0, "-q")
+    assert r.exit_code == 0, r.output
+    saved = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    assert (saved.eos_token, saved.split_special_tokens) == ("<pad>", False)
+    ds = Dataset(out)
+    assert ds.eos_id == saved.eos_token_id != hub.eos_token_id
+    assert documents(out) == [tuple(saved.encode(line, add_special_tokens=False)) for line in lines]
+    assert saved.eos_token_id in documents(out)[-1]  # "<pad>" in the text is the special token
+
+
 def test_vocabulary_with_holes_keeps_every_id(tmp_path):
     """len(tokenizer) is 4 but an id is 9: the dataset's vocab_size must cover it (no truncation)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
