@@ -56,13 +56,19 @@ def split_documents(chunk: np.ndarray, b: Boundaries) -> tuple[int, np.ndarray]:
         return 0, np.empty(0, np.int64)
     lengths = np.diff(cuts, prepend=0)
     if int(lengths.max()) > MAX_DOC:
-        lengths = np.concatenate([_pieces(int(n)) for n in lengths])
+        lengths = _pieces(lengths)
     return int(cuts[-1]), lengths
 
 
-def _pieces(n: int) -> np.ndarray:
-    full, rest = divmod(n, MAX_DOC)
-    return np.array([MAX_DOC] * full + ([rest] if rest else []), dtype=np.int64)
+def _pieces(lengths: np.ndarray) -> np.ndarray:
+    """Each length (>= 1) cut into MAX_DOC-token pieces and one of the rest, in order, without a
+    Python loop over the documents. With MAX_DOC 4: [9, 2, 4] -> [4, 4, 1, 2, 4]."""
+    full, rest = np.divmod(lengths, MAX_DOC)
+    counts = full + (rest > 0)  # pieces per document: [3, 1, 1]
+    out = np.full(int(counts.sum()), MAX_DOC, dtype=np.int64)
+    last = np.cumsum(counts) - 1  # where each document's last piece goes: [2, 3, 4]
+    out[last[rest > 0]] = rest[rest > 0]
+    return out
 
 
 def import_tokens(paths: list[Path], fmt: str, tokenizer_dir: Path, out: Path, *, shard_tokens: int,
