@@ -218,6 +218,9 @@ def _frame(stream: BinaryIO, after_read: Callable[[], None], index: int, file: i
     """Cut the stream, positioned at `base` (a line start), into blocks of whole lines and
     pieces of too-long lines, up to the first line starting at or past `stop`."""
     buf, eof, in_line = bytearray(), False, False  # in_line: buf[0] continues a line begun before
+    # buf[:clean] holds no "\r" or "\n": searches start there, so a line longer than a read is
+    # searched once in all, not again from its start after every read (quadratic).
+    clean = 0
     while True:
         if stop is not None and not in_line and base >= stop:
             return
@@ -249,12 +252,12 @@ def _frame(stream: BinaryIO, after_read: Callable[[], None], index: int, file: i
                 base = end
             del buf[:line_end]
             line = None if line is None else line + 1
-            in_line = False
+            in_line, clean = False, 0
             continue
-        end = _last_line_end(buf, eof)
+        end = _last_line_end(buf, eof, clean)
         finishing = False
         if stop is not None and base + len(buf) > stop:
-            q = _line_start_at_or_after(buf, stop - base, eof)
+            q = _line_start_at_or_after(buf, stop - base, eof, clean)
             if q is not None and q <= end:
                 end, finishing = q, True
         if end > 0:
@@ -266,7 +269,9 @@ def _frame(stream: BinaryIO, after_read: Callable[[], None], index: int, file: i
             base += end
         if finishing or (eof and not buf):
             return
-        if limit is not None and len(buf) > limit and not EOL.search(buf):
+        # What is left holds no line end, but maybe a final "\r" that may be half of "\r\n".
+        clean = len(buf) - (buf[-1:] == b"\r")
+        if limit is not None and len(buf) > limit and clean == len(buf):
             # A line with no end in sight: hand out the pieces it will surely have.
             first = True
             while len(buf) > limit:
@@ -278,23 +283,24 @@ def _frame(stream: BinaryIO, after_read: Callable[[], None], index: int, file: i
             in_line = True
 
 
-def _last_line_end(buf: bytearray, eof: bool) -> int:
-    """Index just past the last complete line in buf (0 if none). A final "\\r" may be the first
-    half of "\\r\\n" and counts only at end of file; at end of file everything is complete."""
+def _last_line_end(buf: bytearray, eof: bool, clean: int = 0) -> int:
+    """Index just past the last complete line in buf (0 if none), given that buf[:clean] holds
+    no line end. A final "\\r" may be the first half of "\\r\\n" and counts only at end of
+    file; at end of file everything is complete."""
     if eof:
         return len(buf)
-    i = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
+    i = max(buf.rfind(b"\n", clean), buf.rfind(b"\r", clean))
     if i == len(buf) - 1 and buf[i] == 0x0D:
-        i = max(buf.rfind(b"\n", 0, i), buf.rfind(b"\r", 0, i))
+        i = max(buf.rfind(b"\n", clean, i), buf.rfind(b"\r", clean, i))
     return i + 1
 
 
-def _line_start_at_or_after(buf: bytearray, p: int, eof: bool) -> int | None:
+def _line_start_at_or_after(buf: bytearray, p: int, eof: bool, clean: int = 0) -> int | None:
     """The first index >= p where a line starts in buf (buf[0] starts one), or None when only
-    more data can tell."""
+    more data can tell; buf[:clean] holds no line end."""
     if p <= 0:
         return 0
-    m = EOL.search(buf, max(p - 1, 0))
+    m = EOL.search(buf, max(p - 1, clean))
     if m is None or (m.group() == b"\r" and m.end() == len(buf) and not eof):
         return len(buf) if eof else None
     return m.end()

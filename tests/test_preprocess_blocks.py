@@ -11,7 +11,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from preprocess import worker
+from preprocess import blocks, worker
 from preprocess.blocks import Block, block_lines, count_lines, first_line_start, read_blocks, split_long
 from preprocess.inputs import InputFile, Unit, plan_part
 
@@ -128,6 +128,33 @@ def test_a_long_line_streams_in_pieces_without_its_end_in_memory(tmp_path):
     assert all(b.data.endswith("。".encode()) for b in pieces[:-1])
     assert [(b.first, b.last) for b in pieces] == [(True, False)] + [(False, False)] * (len(pieces) - 2) + [(False, True)]
     assert blocks[-1].whole and blocks[-1].data == b"next\n"
+
+
+def test_a_line_longer_than_a_read_is_searched_once(monkeypatch, tmp_path):
+    """The buffer of a line that does not end within a read is searched for line ends only in
+    the bytes not searched before: reading a long JSON line (never cut) or a unit that stops
+    inside one costs time in proportion to its length, not to its square."""
+    searched = []
+    last, start = blocks._last_line_end, blocks._line_start_at_or_after
+
+    def counting_last(buf, eof, clean=0):
+        searched.append(0 if eof else len(buf) - clean)
+        return last(buf, eof, clean)
+
+    def counting_start(buf, p, eof, clean=0):
+        searched.append(len(buf) - max(p - 1, clean, 0))
+        return start(buf, p, eof, clean)
+
+    monkeypatch.setattr(blocks, "_last_line_end", counting_last)
+    monkeypatch.setattr(blocks, "_line_start_at_or_after", counting_start)
+    raw = b'{"text": "a"}\r\n{"text": "' + b"x" * 200_000 + b'"}\r\n{"text": "b"}\n'
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(raw)
+    for units in ([Unit(0, 0, None)], [Unit(0, 0, 1000), Unit(0, 1000, None)]):  # the 2nd: a part ends in it
+        searched.clear()
+        got, _ = via_blocks(path, raw, None, 1000, units)
+        assert got == spec(raw, None)
+        assert sum(searched) <= 2 * len(raw), sum(searched)  # was about 200 reads x 100 kB: 20 MB
 
 
 def test_resume_from_a_cursor_reads_the_rest(tmp_path):
