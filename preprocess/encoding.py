@@ -14,7 +14,7 @@ import numpy as np
 
 import shards
 from preprocess import worker
-from preprocess.split import goes_to_valid
+from preprocess.split import in_valid, text_hasher
 from preprocess.columnar import check_columns
 from preprocess.errors import InputError
 from preprocess.inputs import unit_bytes
@@ -73,6 +73,7 @@ class Encoding:
         self.cfg, self.files, self.units, self.writers = cfg, files, units, writers
         self.state, self.journal, self.spec, self.info = state, journal, spec, info
         self.carry: list = []  # Encoded pieces of a document whose last piece is still to come
+        self.carry_hash = None  # with --valid-fraction: the hash of their text (the text is not kept)
         self.last_save = time.monotonic()
         # Steady-state throughput: counted from the first block written, so worker start-up
         # (imports, loading the tokenizer) is left out. [t_first, t_last, tokens after the first]
@@ -147,6 +148,11 @@ class Encoding:
         if block.whole:
             self._add(out, block.file)
         else:
+            if out.piece_text is not None:
+                if self.carry_hash is None:
+                    self.carry_hash = text_hasher()
+                self.carry_hash.update(out.piece_text)
+                out.piece_text = None
             self.carry.append(out)
             if block.last:
                 self._add(self._joined(), block.file)
@@ -158,7 +164,8 @@ class Encoding:
     def _joined(self) -> worker.Encoded:
         """The pieces of one long document as one document; its side from the hash of all its text."""
         pieces, self.carry = self.carry, []
-        valid = goes_to_valid((p.piece_text for p in pieces), self.cfg.valid_fraction)
+        digest, self.carry_hash = self.carry_hash, None
+        valid = digest is not None and in_valid(digest.digest(), self.cfg.valid_fraction)
         total = lambda attr: np.array([sum(int(getattr(p, attr).sum()) for p in pieces)], dtype=np.int64)
         return worker.Encoded(np.concatenate([p.tokens for p in pieces]), total("lengths"),
                               np.array([valid]), total("nbytes"), total("nchars"))

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from preprocess import encoding
-from preprocess.blocks import in_valid
+from preprocess.split import in_valid
 from tests.conftest import preprocess_args
 from tests.helpers import documents, preprocess_cli, tree_bytes, write_lines
 
@@ -95,3 +95,38 @@ def test_a_failed_tokenizer_load_does_not_stay_with_the_process(tmp_path, slice_
                            quiet=True)
     run(cfg, say=lambda s: None)
     assert len(documents(tmp_path / "ds")) == 300
+
+
+def test_valid_fraction_split_of_documents_cut_into_pieces(monkeypatch, tmp_path, tokenizer_dir, corpus_lines):
+    """Documents over --max-doc-bytes go to the side the hash of their whole text says, both when
+    a worker cuts one inside its block and when one arrives as piece blocks (a line longer than
+    a read), joined in the main process, which hashes the pieces as they come and keeps none
+    of their text."""
+    from transformers import AutoTokenizer
+
+    from preprocess.blocks import split_long
+    from preprocess.encoding import Encoding
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    rng = random.Random(1)
+    lines = []
+    for i in range(60):
+        n = rng.choice([1, 1, 20, 400])  # a line; a few kB (cut in a block); ~150 kB (piece blocks)
+        lines.append(" ".join(corpus_lines[(i * 7 + k) % len(corpus_lines)] for k in range(n)))
+    corpus = write_lines(tmp_path / "c.txt", lines)
+    held = []
+    joined = Encoding._joined
+    monkeypatch.setattr(Encoding, "_joined", lambda self: held.extend(p.piece_text for p in self.carry) or joined(self))
+    out = tmp_path / "ds"
+    r = preprocess_cli(*preprocess_args(corpus, tokenizer_dir, out, "--valid-fraction", 0.5,
+                                        "--max-doc-bytes", 4096, "-q"))
+    assert r.exit_code == 0, r.output
+    assert len(held) > 60 and held == [None] * len(held)  # piece blocks arrived; no text was kept
+
+    def ids(line: str) -> tuple[int, ...]:
+        return tuple(i for piece in split_long(line.encode(), 4096) for i in tok.encode(piece.decode()))
+
+    side = {line: in_valid(hashlib.blake2b(line.encode(), digest_size=8).digest(), 0.5) for line in lines}
+    assert documents(out / "valid") == [ids(line) for line in lines if side[line]]
+    assert documents(out / "train") == [ids(line) for line in lines if not side[line]]
+    assert sum(side.values()) > 10 and sum(not v for v in side.values()) > 10
