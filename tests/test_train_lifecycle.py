@@ -27,6 +27,15 @@ def straight(train_valid, tmp_path_factory) -> Path:
     return reference_run(train_valid, tmp_path_factory, *COMMON)
 
 
+SIX = ("--max-steps", "6", "--checkpoint-every", "2", "--eval-every", "2")
+
+
+@pytest.fixture(scope="module")
+def six_steps(train_valid, tmp_path_factory) -> Path:
+    """A run stopped at step 4 of these 6 is unfinished: resuming it must load its checkpoint."""
+    return reference_run(train_valid, tmp_path_factory, *SIX)
+
+
 # -- final/ is never lost or half-present --------------------------------------------------------
 
 DYING = """
@@ -70,12 +79,13 @@ def test_a_kill_while_final_is_written_is_recovered_by_resume(train_valid, strai
 
 # -- a non-finite loss stops the run -------------------------------------------------------------
 
-@pytest.mark.parametrize("bad_step, value, log_every, ckpt_every, detected", [
-    (5, float("nan"), "3", "2", 6),  # caught at the log step 6, before its checkpoint
-    (4, float("inf"), "5", "2", 4),  # caught at the checkpoint step 4, between log steps
+@pytest.mark.parametrize("bad_step, value, log_every, ckpt_every, eval_every, detected", [
+    (5, float("nan"), "3", "2", "100", 6),  # caught at the log step 6, before its checkpoint
+    (4, float("inf"), "5", "2", "100", 4),  # caught at the checkpoint step 4, between log steps
+    (3, float("nan"), "5", "6", "2", 4),  # caught at the evaluation of step 4: no NaN eval is logged
 ])
 def test_non_finite_loss_stops_naming_the_step_and_saves_nothing(train_valid, tmp_path, monkeypatch, bad_step, value,
-                                                                 log_every, ckpt_every, detected):
+                                                                 log_every, ckpt_every, eval_every, detected):
     import train.loop
 
     real, calls = train.loop.next_token_loss, []
@@ -88,14 +98,17 @@ def test_non_finite_loss_stops_naming_the_step_and_saves_nothing(train_valid, tm
     monkeypatch.setattr(train.loop, "next_token_loss", poisoned)
     run = tmp_path / "run"
     r = train_cli(*train_args(train_valid, run), "--max-steps", "10", "--log-every", log_every,
-                  "--checkpoint-every", ckpt_every, "--eval-every", "100")
+                  "--checkpoint-every", ckpt_every, "--eval-every", eval_every)
     assert r.exit_code == 1
     line = one_error_line(r)
     good = (bad_step - 1) // int(ckpt_every) * int(ckpt_every)
     assert line.startswith(f"error: step {bad_step}: the training loss (or its gradient) is not finite")
-    assert f"the newest good checkpoint is {run / 'checkpoints' / f'step_{good:08d}'}" in line
-    saved = sorted(int(p.name[5:]) for p in (run / "checkpoints").iterdir())
-    assert saved and max(saved) == good < bad_step  # nothing at or after the bad step
+    if good:
+        assert f"the newest good checkpoint is {run / 'checkpoints' / f'step_{good:08d}'}" in line
+        saved = sorted(int(p.name[5:]) for p in (run / "checkpoints").iterdir())
+        assert saved and max(saved) == good < bad_step  # nothing at or after the bad step
+    else:
+        assert "no checkpoint was written before it" in line and not (run / "checkpoints").exists()
     for rec in read(run / "metrics.jsonl"):
         assert all(math.isfinite(v) for v in rec.values() if isinstance(v, float)), rec
         assert rec["step"] < detected
@@ -191,9 +204,9 @@ def _break(ckpt: Path, how: str, marker: Path) -> None:
     ("meta nonsense", "has no layout"),
     ("step disagrees with its name", "says step 3, its directory name says 4"),
 ])
-def test_an_unusable_newest_checkpoint_is_refused_and_the_way_back_works(train_valid, straight, tmp_path, how, says):
+def test_an_unusable_newest_checkpoint_is_refused_and_the_way_back_works(train_valid, six_steps, tmp_path, how, says):
     run = tmp_path / "run"
-    assert train_cli(*train_args(train_valid, run), *COMMON, "--stop-at", "4").exit_code == 0
+    assert train_cli(*train_args(train_valid, run), *SIX, "--stop-at", "4").exit_code == 0
     newest = run / "checkpoints" / "step_00000004"
     marker = tmp_path / "code-ran"
     _break(newest, how, marker)
@@ -207,7 +220,7 @@ def test_an_unusable_newest_checkpoint_is_refused_and_the_way_back_works(train_v
     os.rename(aside[0], aside[1])  # the advice, followed
     resumed = train_cli("--out", run, "--resume", "-q")
     assert resumed.exit_code == 0, resumed.output
-    assert losses(run) == losses(straight)
+    assert losses(run) == losses(six_steps)
 
 
 # -- evaluation only -----------------------------------------------------------------------------

@@ -112,3 +112,27 @@ def test_resolved_config_round_trips_through_json(tmp_path):
     cfg = TrainConfig(data=("a", "b"), weights=(1.0, 2.0), out="r")
     again = resolve(json.loads(json.dumps(cfg.to_json())), {})
     assert again == cfg
+
+
+def test_a_checkpoint_deleted_halfway_is_never_complete(tmp_path, monkeypatch):
+    """Pruning removes the COMPLETE marker first: a kill in the middle of the deletion leaves an
+    unmarked directory (never loaded), not a "complete" one with files missing."""
+    import train.checkpoint as ck
+
+    c = Checkpointer(tmp_path, keep=2)
+    for step in (10, 20):
+        _save(c, step)
+    real = ck.shutil.rmtree
+
+    def killed(path, *args, **kwargs):
+        if Path(path).name == "step_00000010":
+            (Path(path) / "state.pt").unlink()  # the deletion got this far
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ck.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _save(c, 30)
+    monkeypatch.setattr(ck.shutil, "rmtree", real)
+    assert [p.name for p in c.complete()] == ["step_00000020", "step_00000030"]
+    assert c.latest().step == 30

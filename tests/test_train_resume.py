@@ -130,3 +130,77 @@ def test_data_order_changes_are_refused(train_valid, tmp_path, key, value):
     assert train_cli(*train_args(train_valid, run), *COMMON, "--stop-at", "2").exit_code == 0
     line = one_error_line(train_cli("--out", run, "--resume", f"--{key.replace('_', '-')}", value, "-q"))
     assert f"--resume: {key} differs from the run's" in line
+
+
+def test_a_resume_continues_its_own_model_whatever_it_started_from(train_valid, tmp_path):
+    """The shape comes from the checkpoint: a moved --model JSON or a deleted --init-from
+    directory does not matter, another --model is refused."""
+    import json as _json
+
+    shape = tmp_path / "shape.json"
+    shape.write_text(_json.dumps({"n_layer": 1, "n_head": 2, "n_embd": 32, "n_positions": 64}))
+    run = tmp_path / "run"
+    assert train_cli(*train_args(train_valid, run), *COMMON, "--model", shape, "--stop-at", "2").exit_code == 0
+    shape.rename(tmp_path / "moved.json")
+    assert train_cli("--out", run, "--resume", "--stop-at", "4", "-q").exit_code == 0
+    line = one_error_line(train_cli("--out", run, "--resume", "--model", "gpt2-mini", "-q"))
+    assert "--resume: model differs from the run's" in line and "--init-from" in line
+    source = tmp_path / "source"  # a run started from another run's weights, which are then deleted
+    assert train_cli(*train_args(train_valid, source), "--max-steps", "3", "--warmup", "1").exit_code == 0
+    child = tmp_path / "child"
+    assert train_cli(*train_args(train_valid, child), *COMMON, "--init-from", source / "final",
+                     "--stop-at", "2").exit_code == 0
+    shutil.rmtree(source)
+    resumed = train_cli("--out", child, "--resume", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert sorted(losses(child)) == list(range(1, 9))
+
+
+def test_allow_data_change_never_allows_another_tokenizer(train_valid, tmp_path, corpus_lines):
+    from preprocess.config import PreprocessConfig
+    from preprocess.pipeline import run as preprocess
+
+    run = tmp_path / "run"
+    assert train_cli(*train_args(train_valid, run), *COMMON, "--stop-at", "2").exit_code == 0
+    text = tmp_path / "v.txt"
+    text.write_text("\n".join(corpus_lines[:600]) + "\n", encoding="utf-8")
+    preprocess(PreprocessConfig(inputs=(str(text),), out=tmp_path / "other", vocab_size=1000, character_coverage=0.98,
+                                workers=0, quiet=True), say=lambda s: None)
+    line = one_error_line(train_cli("--out", run, "--resume", "--data", tmp_path / "other", "--valid",
+                                    tmp_path / "other", "--allow-data-change", "-q"))
+    assert "--resume: the datasets were tokenized with another tokenizer" in line
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000002"]
+
+
+def test_dropout_resumes_bit_for_bit(train_valid, tmp_path):
+    """RNG states are part of the state, and nothing draws from them at a point a resumed run
+    skips (the DataLoader's base seed has a generator of its own)."""
+    common = (*COMMON, "--dropout", "0.1", "--workers", "2")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train_cli(*train_args(train_valid, a), *common).exit_code == 0
+    assert train_cli(*train_args(train_valid, b), *common, "--stop-at", "4").exit_code == 0
+    assert train_cli("--out", b, "--resume", "-q").exit_code == 0
+    assert losses(a) == losses(b) and len(losses(a)) == 8
+
+
+def test_optimizer_settings_given_on_resume_are_the_ones_used(train_valid, tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    assert train_cli(*train_args(train_valid, run), *COMMON, "--stop-at", "2").exit_code == 0
+    r = train_cli("--out", run, "--resume", "--weight-decay", "0", "--beta2", "0.99", "--stop-at", "4", "-q")
+    assert r.exit_code == 0, r.output
+    saved = torch.load(run / "checkpoints" / "step_00000004" / "state.pt", weights_only=True)
+    groups = saved["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.0, 0.0] and all(g["betas"] == (0.9, 0.99) for g in groups)
+
+
+def test_precision_may_change_on_resume(train_valid, tmp_path):
+    """fp32 -> fp16 (a grad scaler that has no saved state) and back: no crash, training goes on."""
+    run = tmp_path / "run"
+    assert train_cli(*train_args(train_valid, run), *COMMON, "--stop-at", "2").exit_code == 0
+    r = train_cli("--out", run, "--resume", "--precision", "fp16", "--stop-at", "4", "-q")
+    assert r.exit_code == 0, r.output
+    r = train_cli("--out", run, "--resume", "--precision", "fp32", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(losses(run)) == list(range(1, 9))

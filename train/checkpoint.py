@@ -102,31 +102,22 @@ class Checkpointer:
         """Write checkpoint `step` (state tensors + meta), mark it complete, prune old ones."""
         import torch
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        final = self.root / step_name(step)
-        tmp = self.root / f".{step_name(step)}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir()
+        def fill(tmp: Path) -> None:
             torch.save(state, tmp / STATE)
-            meta = {"format": FORMAT, "version": VERSION, **meta, "step": step,
+            full = {"format": FORMAT, "version": VERSION, **meta, "step": step,
                     "files": {STATE: (tmp / STATE).stat().st_size},
                     "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            share_like_umask(tmp)
-            sync_tree(tmp)
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)  # a half-written checkpoint only takes space
-            need = tensor_bytes(state)
-            if is_no_space(e, self.root, need):
-                good = self.complete()
-                raise no_space_error(tmp, needed=need, after=(
-                    f"the checkpoint of step {step} was not kept; the newest complete checkpoint is "
-                    f"{good[-1] if good else 'none'}: free space and run `train --out {self.run_dir} --resume`")) from e
-            raise
+            (tmp / META).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / step_name(step)
+        good = self.complete()
+        _write_dir(self.root / f".{step_name(step)}.tmp", fill, tensor_bytes(state), lambda: (
+            f"the checkpoint of step {step} was not kept; the newest complete checkpoint is "
+            f"{good[-1] if good else 'none'}: free space and run `train --out {self.run_dir} --resume`"))
         if final.exists():  # the same step saved again (e.g. a stop right after a periodic save)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            remove(final)
+        os.replace(self.root / f".{step_name(step)}.tmp", final)
         fsync_dir(self.root)
         mark_complete(final, f"{step}\n")
         self.prune()
@@ -136,7 +127,7 @@ class Checkpointer:
         """Keep the newest `keep` complete checkpoints; remove older ones and stale temp dirs."""
         done = self.complete()
         for old in done[:-self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            remove(old)
         newest = int(_NAME.match(done[-1].name).group(1)) if done else -1
         for p in self.root.iterdir():
             m = _NAME.match(p.name)
@@ -167,27 +158,43 @@ class Checkpointer:
         """
         tmp = self.run_dir / f".{FINAL}.tmp"
         old = self.run_dir / f".{FINAL}.old"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            tmp.mkdir(parents=True)
-            fill(tmp)
-            share_like_umask(tmp)
-            sync_tree(tmp)
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if is_no_space(e, self.run_dir, need):
-                raise no_space_error(tmp, needed=need, after=(
-                    f"{self.final} was not written; free space and run `train --out {self.run_dir} --resume`, which "
-                    "writes it from the last checkpoint")) from e
-            raise
+        _write_dir(tmp, fill, need, lambda: (
+            f"{self.final} was not written; free space and run `train --out {self.run_dir} --resume`, which "
+            "writes it from the last checkpoint"))
         shutil.rmtree(old, ignore_errors=True)
         if self.final.exists():
+            (self.final / MARKER).unlink(missing_ok=True)  # unmarked first: never "complete" half gone
             os.replace(self.final, old)
         os.replace(tmp, self.final)
         fsync_dir(self.run_dir)
         mark_complete(self.final, f"{step}\n")
         shutil.rmtree(old, ignore_errors=True)
         return self.final
+
+
+def _write_dir(tmp: Path, fill: Callable[[Path], None], need: int, after_full: Callable[[], str]) -> None:
+    """Fill a fresh temp directory, give it the umask's modes, fsync it; on failure remove it,
+    and say a full disk in one line (the bytes needed, then `after_full()`)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        fill(tmp)
+        share_like_umask(tmp)
+        sync_tree(tmp)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written directory only takes space
+        if is_no_space(e, tmp.parent, need):
+            raise no_space_error(tmp, needed=need, after=after_full()) from e
+        raise
+
+
+def remove(directory: Path) -> None:
+    """Delete a checkpoint or model directory, its COMPLETE marker first: a kill halfway through
+    leaves an unmarked directory (which is never loaded and is pruned), not a "complete" one with
+    files missing."""
+    (directory / MARKER).unlink(missing_ok=True)
+    fsync_dir(directory)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def read(path: Path) -> Checkpoint:

@@ -79,6 +79,15 @@ def main(config_file: Path | None, quiet: bool, **flags) -> None:
         from train.preflight import prepare  # no torch: every check that needs none comes first
 
         plan = prepare(config_file, flags)
-        from train.loop import run  # lazy: torch and transformers load only now
+        try:
+            if plan.finished and plan.final_complete:
+                if not quiet:
+                    click.echo(f"the run in {plan.cfg.out} already finished at step {plan.resume.step} (final model: "
+                               f"{plan.cfg.out}/final); to train further, start a new run from its weights: "
+                               f"train --init-from {plan.cfg.out}/final --data ... --out NEW_RUN")
+                return
+            from train.loop import run  # lazy: torch and transformers load only now
 
-        run(plan, quiet=quiet)
+            run(plan, quiet=quiet)
+        finally:
+            plan.release()

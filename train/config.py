@@ -23,6 +23,8 @@ PRESET_NAMES = "gpt2-tiny, gpt2-mini, gpt2-small (124M), gpt2-medium, gpt2-large
 DATA_ORDER = ("weights", "block_size", "seed")
 # The learning-rate schedule lr_at(step) is a pure function of these: fixed for a run's life.
 SCHEDULE = ("max_steps", "lr", "warmup", "min_lr_ratio")
+# The model a run trains: a resume continues the checkpoint's own, so these cannot change.
+MODEL = ("model", "init_from", "pad_vocab_to")
 # Settings of one invocation, not of the run: never taken from a saved config.
 PER_INVOCATION = ("stop_at", "resume", "allow_data_change", "eval_only")
 
@@ -140,11 +142,6 @@ class TrainConfig:
              f"--precision {self.precision!r}: expected auto, bf16, fp16 or fp32")
         need(0 <= self.dropout < 1, "--dropout must lie in [0, 1)")
         need(self.sample_tokens >= 0, "--sample-tokens must be >= 0")
-
-    @property
-    def global_batch(self) -> int:
-        """Sequences per optimizer step per process (batch_size x grad_accum); x world_size for the whole run."""
-        return self.batch_size * self.grad_accum
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}

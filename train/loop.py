@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from contextlib import nullcontext
@@ -78,7 +79,7 @@ def train(plan: Plan, rt: Runtime, quiet: bool, source: Iterator | None) -> Resu
     # -- model, optimizer, state ------------------------------------------------------------------
     seed_everything(cfg.seed)
     model = build_model(cfg.model, plan.init, vocab, dropout=cfg.dropout, pad_vocab_to=cfg.pad_vocab_to,
-                        tokenizer_dir=data.first.tokenizer_dir)
+                        tokenizer_dir=data.first.tokenizer_dir, weights=plan.resume is None)
     model.to(rt.device)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                device=rt.device)
@@ -100,9 +101,12 @@ def train(plan: Plan, rt: Runtime, quiet: bool, source: Iterator | None) -> Resu
                           step=state.step)
     evalset = EvalSet(str(data.valid.path), plan.block_size, cfg.eval_blocks, rt) if data.valid else None
     # collate_fn=as_is: batches are made whole by the dataset (default_convert would only copy).
+    # Its own generator: iter(loader) draws the workers' base seed, which must not consume the
+    # global RNG (restored on resume, used by dropout) at a point a resumed run does not repeat.
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=rt.device.type == "cuda",
                         collate_fn=as_is, worker_init_fn=ignore_signals_in_worker,
-                        prefetch_factor=4 if cfg.workers else None)
+                        prefetch_factor=4 if cfg.workers else None,
+                        generator=torch.Generator().manual_seed(cfg.seed))
     batches = iter(loader) if source is None else source
 
     # -- what the run records ---------------------------------------------------------------------
@@ -157,6 +161,7 @@ def train(plan: Plan, rt: Runtime, quiet: bool, source: Iterator | None) -> Resu
                 bar.note(f"loss {record['loss']:.3f}  {human(record['tokens_per_s'])} tok/s")
                 show(train_line(record))
             if evalset is not None and (state.step % cfg.eval_every == 0 or last):
+                refuse_non_finite(window, step=state.step, ckpt=ckpt, rt=rt)  # no NaN model is evaluated
                 with meter.paused():
                     eval_loss = evaluation(raw_model, evalset, step=state.step, cfg=cfg, rt=rt, metrics=metrics,
                                            show=show)
@@ -241,7 +246,8 @@ def log_record(step: int, *, loss: torch.Tensor, lr: float, grad_norm: torch.Ten
         loss = loss / rt.world_size
     tps = reading.tokens_per_s
     # The loss keeps full precision: resumed runs are compared with it bit for bit.
-    record = {"step": step, "loss": loss.item(), "lr": lr, "grad_norm": round(float(grad_norm), 6),
+    norm = float(grad_norm)  # infinite now and then with fp16's scaler (it skips those steps): logged as null
+    record = {"step": step, "loss": loss.item(), "lr": lr, "grad_norm": round(norm, 6) if math.isfinite(norm) else None,
               "tokens_per_s": round(tps, 1), "data_wait": round(reading.wait_share, 4),
               "train_seconds": round(reading.seconds, 4)}
     if peak is not None:
@@ -253,7 +259,8 @@ def log_record(step: int, *, loss: torch.Tensor, lr: float, grad_norm: torch.Ten
 
 def train_line(record: dict[str, Any]) -> str:
     parts = [f"step {record['step']}", f"loss {record['loss']:.4f}", f"lr {record['lr']:.2e}",
-             f"grad {record['grad_norm']:.3f}", f"{human(record['tokens_per_s'])} tok/s",
+             f"grad {record['grad_norm']:.3f}" if record["grad_norm"] is not None else "grad inf",
+             f"{human(record['tokens_per_s'])} tok/s",
              f"data wait {record['data_wait']:.1%}"]
     if "mfu" in record:
         parts.append(f"mfu {record['mfu']:.1%}")
@@ -277,7 +284,13 @@ def restore(ckpt: Checkpointer, plan: Plan, *, rt: Runtime, model, optimizer, sc
     saved = ckpt.load_state(plan.resume)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
-    scaler.load_state_dict(saved["scaler"])
+    cfg = plan.cfg
+    for group in optimizer.param_groups:  # the settings given now, not the ones saved with the state
+        group["betas"] = (cfg.beta1, cfg.beta2)
+        if group["weight_decay"]:
+            group["weight_decay"] = cfg.weight_decay
+    if scaler.is_enabled() and saved.get("scaler"):  # fp16 before and now; other precisions keep none
+        scaler.load_state_dict(saved["scaler"])
     state, same = TrainState.restored(plan.resume.meta, saved["ranks"], rank=rt.rank, world_size=rt.world_size,
                                       seed=plan.cfg.seed)
     del saved
@@ -290,15 +303,14 @@ def restore(ckpt: Checkpointer, plan: Plan, *, rt: Runtime, model, optimizer, sc
 
 def save_checkpoint(ckpt: Checkpointer, *, state: TrainState, window: LossWindow, plan: Plan, rt: Runtime, model,
                     optimizer, scaler) -> Path | None:
-    """Every process contributes its RNG and loss window; rank 0 writes; all wait for it."""
-    state.loss_sum, state.loss_steps = window.saved()
-    mine = state.rank_part()
+    """Every process contributes its RNG and loss window; rank 0 writes; all learn whether it could."""
+    mine = state.rank_part(window.saved())
     ranks = [None] * rt.world_size
     if rt.distributed:
         torch.distributed.all_gather_object(ranks, mine)
     else:
         ranks = [mine]
-    path = None
+    path, failure = None, None
     if rt.main:
         cfg = plan.cfg
         tensors = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
@@ -308,9 +320,17 @@ def save_checkpoint(ckpt: Checkpointer, *, state: TrainState, window: LossWindow
                 "fingerprints": plan.data.fingerprints, "tokenizer_sha256": plan.data.tokenizer_sha256,
                 "datasets": [str(d.path.resolve()) for d in plan.data.train], "model": model_meta(model),
                 "config": cfg.to_json(), "tool": {"name": "shardtrain", "version": __version__}}
-        path = ckpt.save(state.step, tensors, meta)  # a full disk: one line, nothing kept (checkpoint.py)
-    if rt.distributed:
-        torch.distributed.barrier()  # nobody runs ahead of a checkpoint that may be needed
+        try:
+            path = ckpt.save(state.step, tensors, meta)  # a full disk: one line, nothing kept (checkpoint.py)
+        except Exception as e:
+            failure = e
+    # Every rank learns whether the save worked (not a barrier that waits forever if it did not),
+    # and nobody runs ahead of a checkpoint that may be needed.
+    if agree(failure is not None, rt):
+        if failure is not None:
+            raise failure
+        raise ShardFormatError(f"rank 0 could not save the checkpoint of step {state.step} (its error says why); "
+                               "stopping with it")
     return path
 
 
@@ -321,11 +341,8 @@ def vocab_of(data: RunData) -> Vocab:
 
 def finished_run(ckpt: Checkpointer, *, plan: Plan, rt: Runtime, model, vocab: Vocab, state: TrainState,
                  say) -> Result:
-    """--resume on a run at --max-steps: write final/ if a kill left it missing, else say how to go on."""
-    cfg = plan.cfg
-    if ckpt.final_complete():
-        say(f"the run in {cfg.out} already finished at step {state.step} (final model: {ckpt.final}); to train "
-            f"further, start a new run from its weights: train --init-from {ckpt.final} --data ... --out NEW_RUN")
+    """--resume on a run at --max-steps: write final/ if a kill left it missing."""
+    if ckpt.final_complete():  # the command says so before torch loads; this is for run() callers
         return Result(state.step, True, None, ckpt.final, None)
     say(f"the run finished at step {state.step} but {ckpt.final} is missing or incomplete: writing it now")
     final_dir, sample = release(ckpt, plan=plan, rt=rt, model=model, vocab=vocab, state=state, say=say)

@@ -57,20 +57,22 @@ def gpt2_config(model: str, vocab: Vocab, *, dropout: float, pad_vocab_to: int):
     return config
 
 
-def build_model(model: str | None, init, vocab: Vocab, *, dropout: float, pad_vocab_to: int, tokenizer_dir: Path):
+def build_model(model: str | None, init, vocab: Vocab, *, dropout: float, pad_vocab_to: int, tokenizer_dir: Path,
+                weights: bool = True):
     """A GPT2LMHeadModel with SDPA attention and no KV cache while training: a fresh one of the
-    `model` preset/JSON shape, or the weights of `init` (a train.preflight.Weights)."""
+    `model` preset/JSON shape, or the weights of `init` (a train.preflight.Weights). With a
+    checkpoint and `weights=False`, only its shape (a resume loads the weights with the rest)."""
     from transformers import GPT2LMHeadModel
 
     if init is not None and init.kind == "hf":
         return load_pretrained(str(init.path), vocab, dropout=dropout, tokenizer_dir=tokenizer_dir)
     if init is not None:
-        return from_checkpoint(init.path, init.checkpoint.meta, dropout=dropout)
+        return from_checkpoint(init.path, init.checkpoint.meta, dropout=dropout, weights=weights)
     config = gpt2_config(model, vocab, dropout=dropout, pad_vocab_to=pad_vocab_to)
     return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
 
 
-def from_checkpoint(path: Path, meta: dict, *, dropout: float):
+def from_checkpoint(path: Path, meta: dict, *, dropout: float, weights: bool = True):
     """The model saved in a checkpoint: its shape from meta.json, its weights from state.pt."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -79,7 +81,8 @@ def from_checkpoint(path: Path, meta: dict, *, dropout: float):
     shape = {k: v for k, v in meta["model"]["config"].items() if k not in ("architectures", "transformers_version")}
     shape.update(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, use_cache=False)
     model = GPT2LMHeadModel._from_config(GPT2Config(**shape), attn_implementation="sdpa")
-    model.load_state_dict(load_state(path)["model"])
+    if weights:
+        model.load_state_dict(load_state(path)["model"])
     return model
 
 

@@ -40,8 +40,6 @@ class Plan:
     cfg: TrainConfig
     data: RunData
     block_size: int
-    rank: int
-    world_size: int
     resume: Checkpoint | None = None
     init: Weights | None = None
     lock: DirectoryLock | None = None
@@ -51,6 +49,10 @@ class Plan:
     def finished(self) -> bool:
         """The run being resumed already took its last step."""
         return self.resume is not None and self.resume.step >= self.cfg.max_steps
+
+    @property
+    def final_complete(self) -> bool:
+        return Checkpointer(self.cfg.out).final_complete()
 
     def release(self) -> None:
         if self.lock is not None:
@@ -68,7 +70,7 @@ def plan_of(cfg: TrainConfig) -> Plan:
     Holds the run directory's lock, on rank 0: `train.loop.run` releases it."""
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.eval_only:
-        return _eval_plan(cfg, rank, world_size)
+        return _eval_plan(cfg)
     data = open_data(cfg)
     run_dir = Path(cfg.out)
     created = not run_dir.exists()
@@ -77,7 +79,7 @@ def plan_of(cfg: TrainConfig) -> Plan:
         if rank == 0:  # one writer per run directory: the kernel lock, gone with the process
             run_dir.mkdir(parents=True, exist_ok=True)
             lock = DirectoryLock(run_dir, "train").acquire()
-        plan = _train_plan(cfg, data, rank, world_size)
+        plan = _train_plan(cfg, data, world_size)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -105,7 +107,7 @@ def load_config(config_file: Path | None, flags: dict[str, Any]) -> TrainConfig:
     return resolve({**base, **settings}, flags)
 
 
-def _train_plan(cfg: TrainConfig, data: RunData, rank: int, world_size: int) -> Plan:
+def _train_plan(cfg: TrainConfig, data: RunData, world_size: int) -> Plan:
     ckpt = Checkpointer(cfg.out, cfg.keep)
     latest = ckpt.latest()  # CheckpointError (naming it and the way back) when the newest is broken
     if latest is not None and not cfg.resume:
@@ -115,23 +117,28 @@ def _train_plan(cfg: TrainConfig, data: RunData, rank: int, world_size: int) -> 
     stop = cfg.stop_at or cfg.max_steps
     if latest is not None and latest.step < cfg.max_steps and latest.step >= stop:
         raise UsageError(f"--stop-at {stop}: the run in {cfg.out} is already at step {latest.step}")
-    init = resolve_weights(cfg.init_from, "--init-from") if cfg.init_from else None
-    block_size = _block_size(cfg, init, data)
+    if latest is not None:
+        # A resumed run continues its own weights, in the shape its checkpoint records: the
+        # --model file or --init-from directory it started from may be gone or changed since.
+        init = Weights("checkpoint", latest.path, latest)
+    else:
+        init = resolve_weights(cfg.init_from, "--init-from") if cfg.init_from else None
+        if init is not None:
+            _check_init(init, data)
+    block_size = _block_size(cfg, init)
     _check_sizes(cfg, data, block_size, world_size)
-    if init is not None:
-        _check_init(init, data)
-    return Plan(cfg, data, block_size, rank, world_size, resume=latest, init=init, notes=notes)
+    return Plan(cfg, data, block_size, resume=latest, init=init, notes=notes)
 
 
-def _eval_plan(cfg: TrainConfig, rank: int, world_size: int) -> Plan:
+def _eval_plan(cfg: TrainConfig) -> Plan:
     data = RunData([], Dataset(cfg.valid))  # the training data plays no part
     init = resolve_weights(cfg.init_from, "--init-from")
-    block_size = _block_size(cfg, init, data)
+    block_size = _block_size(cfg, init)
     if num_blocks(data.valid.num_tokens, block_size) < 1:
         raise UsageError(f"--valid {data.valid.path}: block size {block_size} needs more than its "
                          f"{data.valid.num_tokens} tokens")
     _check_init(init, data)
-    return Plan(cfg, data, block_size, rank, world_size, init=init)
+    return Plan(cfg, data, block_size, init=init)
 
 
 def resolve_weights(given: str, flag: str) -> Weights:
@@ -183,7 +190,7 @@ def _json(path: Path, flag: str) -> dict[str, Any]:
     return data
 
 
-def _block_size(cfg: TrainConfig, init: Weights | None, data: RunData) -> int:
+def _block_size(cfg: TrainConfig, init: Weights | None) -> int:
     context = model_context(cfg.model, init)
     block_size = cfg.block_size or context
     if block_size > context:

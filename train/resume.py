@@ -5,15 +5,16 @@
 - The global batch G = world_size x batch_size x grad_accum must stay the same: optimizer step s
   sees positions [s*G, (s+1)*G) of the data stream however G is split, so the number of processes,
   the batch size and the accumulation may change as long as their product does not.
-- The data order (block size, seed, mixing weights) and the learning-rate schedule (max_steps,
-  lr, warmup, min_lr_ratio: lr_at(step) is a pure function of them) are fixed for the run's life.
+- The data order (block size, seed, mixing weights), the learning-rate schedule (max_steps,
+  lr, warmup, min_lr_ratio: lr_at(step) is a pure function of them), the model (its shape comes
+  from the checkpoint) and the tokenizer are fixed for the run's life.
 """
 
 from __future__ import annotations
 
 from shards.errors import UsageError
 from train.checkpoint import Checkpoint
-from train.config import DATA_ORDER, SCHEDULE, TrainConfig
+from train.config import DATA_ORDER, MODEL, SCHEDULE, TrainConfig
 from train.rundata import RunData
 
 
@@ -21,6 +22,7 @@ def check_resume(cfg: TrainConfig, ckpt: Checkpoint, data: RunData, world_size: 
     """Refuse a resume that would not continue the same run; return notes worth saying."""
     saved = ckpt.meta["config"]
     _same_settings(cfg, saved, ckpt)
+    _same_tokenizer(ckpt, data)
     notes = _same_data(cfg, ckpt, data)
     notes += _same_global_batch(cfg, ckpt, world_size)
     return notes
@@ -32,6 +34,12 @@ def _same_settings(cfg: TrainConfig, saved: dict, ckpt: Checkpoint) -> None:
         if key in saved and saved[key] != current[key]:
             raise UsageError(f"--resume: {key} differs from the run's ({saved[key]!r} in {ckpt.path.name}, now "
                              f"{current[key]!r}); it decides which data each step sees. Start a new --out to change it")
+    for key in MODEL:
+        if key in saved and saved[key] != current[key]:
+            raise UsageError(f"--resume: {key} differs from the run's ({saved[key]!r} in {ckpt.path.name}, now "
+                             f"{current[key]!r}); a resumed run continues its own model, in the shape its checkpoint "
+                             f"records. To start from its weights in another way: train --init-from {ckpt.path} "
+                             "--out NEW_RUN")
     for key in SCHEDULE:
         if key in saved and saved[key] != current[key]:
             raise UsageError(
@@ -39,6 +47,17 @@ def _same_settings(cfg: TrainConfig, saved: dict, ckpt: Checkpoint) -> None:
                 "the learning-rate schedule is fixed for a run's life, so that no step's rate jumps. To train "
                 f"further, start a new run from this one's weights: train --init-from {cfg.out} --out NEW_RUN "
                 "(with its own --max-steps, --lr and --warmup)")
+
+
+def _same_tokenizer(ckpt: Checkpoint, data: RunData) -> None:
+    """Whatever the data, its ids must mean what they meant to the model: even with
+    --allow-data-change, the tokenizer is the run's."""
+    theirs = ckpt.meta.get("tokenizer_sha256")
+    if theirs != data.tokenizer_sha256:
+        raise UsageError(f"--resume: the datasets were tokenized with another tokenizer (sha256 "
+                         f"{data.tokenizer_sha256[:12]}) than the run in {ckpt.path} (sha256 {str(theirs)[:12]}); "
+                         "their ids mean other tokens to the model, and --allow-data-change cannot change that: "
+                         "preprocess the data with the run's tokenizer (RUN/final or its datasets' tokenizer/)")
 
 
 def _same_data(cfg: TrainConfig, ckpt: Checkpoint, data: RunData) -> list[str]:

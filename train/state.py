@@ -22,13 +22,15 @@ class TrainState:
     tokens_seen: int = 0
     """Training tokens consumed by all processes together."""
     loss_sum: float = 0.0
-    """This process's summed step losses since the last log line (a resumed run logs the very
-    averages an uninterrupted one does)."""
+    """This process's summed step losses since the last log line, as restored (a resumed run
+    logs the very averages an uninterrupted one does); the loop keeps the live sum on the device."""
     loss_steps: int = 0
 
-    def rank_part(self) -> dict[str, Any]:
-        """What differs between processes: saved for each of them."""
-        return {"rng": rng_state(), "loss_window": [self.loss_sum, self.loss_steps]}
+    @staticmethod
+    def rank_part(loss_window: tuple[float, int]) -> dict[str, Any]:
+        """What differs between processes, saved for each: its RNG states and unlogged losses."""
+        total, steps = loss_window
+        return {"rng": rng_state(), "loss_window": [total, steps]}
 
     def meta(self) -> dict[str, Any]:
         return {"step": self.step, "tokens_seen": self.tokens_seen}
