@@ -4,8 +4,8 @@ A task is a Block of whole lines (or one piece of a too-long line) or the Rows o
 Arrow column. The worker turns it into documents (cleaning, decoding, JSON, skipping, cutting
 long ones) with `preprocess.reader.task_items`, which defines the rules, tokenizes them and
 returns their ids with EOS appended, plus the counts for the manifest. A block of clean UTF-8
-text with `\\n` line ends and no long line takes a shortcut of bytes and str methods, which
-gives what the rules give for such text (tests/test_preprocess_blocks.py checks it).
+text with `\\n` (or only `\\r\\n`) line ends and no long line takes a shortcut of bytes and str
+methods, which gives what the rules give for such text (tests/test_preprocess_blocks.py checks it).
 """
 
 from __future__ import annotations
@@ -85,11 +85,18 @@ def process(task: Block | Rows) -> Encoded:
 
 
 def _fast(block: Block, s: Settings):
-    """Clean UTF-8 with \\n line ends and no line over max_doc_bytes: whole-block operations,
-    one list comprehension per block. None when the block needs the line-by-line rules."""
+    """Clean UTF-8 with \\n or \\r\\n line ends (not mixed with a lone \\r) and no line over
+    max_doc_bytes: whole-block operations, one list comprehension per block. None when the
+    block needs the line-by-line rules."""
     data = block.data
-    if b"\r" in data or b"\0" in data or (block.offset == 0 and data.startswith(BOM)):
+    if b"\0" in data or (block.offset == 0 and data.startswith(BOM)):
         return None
+    if b"\r" in data:
+        # Every "\r" begins a "\r\n": the lines, and the bytes of each, are those of the text
+        # with "\n" line ends (a line's bytes never include its line end).
+        if data.count(b"\r") != data.count(b"\r\n"):
+            return None
+        data = data.replace(b"\r\n", b"\n")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -105,7 +112,7 @@ def _fast(block: Block, s: Settings):
     keep = [i for i, line in enumerate(lines) if line and not line.isspace()]
     empty = lines.count("")
     pieces = [lines[i] for i in keep]
-    valid = [goes_to_valid((raw[i],), s.valid_fraction) for i in keep]
+    valid = [goes_to_valid((raw[i],), s.valid_fraction) for i in keep] if s.valid_fraction else [False] * len(keep)
     stats = {"empty": empty, "whitespace": len(lines) - len(keep) - empty}
     return pieces, [True] * len(keep), [sizes[i] for i in keep], list(map(len, pieces)), valid, stats
 
