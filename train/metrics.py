@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,10 @@ class Metrics:
         # Resuming from step s: the records after s belong to the interrupted attempt.
         if keep_until is not None and self.path.exists():
             kept = [r for r in read(self.path) if r.get("step", 0) <= keep_until]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            # Through a temp file: a kill here must not lose the records that are kept.
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            os.replace(tmp, self.path)
         elif keep_until is None:
             self.path.write_text("", encoding="utf-8")
         try:
