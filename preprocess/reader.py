@@ -163,9 +163,9 @@ def _json_reason(e: ValueError | RecursionError) -> str:
 
 
 def value_items(doc: str, file_index: int, where: str, errors: str, text_key: str, max_doc_bytes: int,
-                cursor: Cursor | None, replaced: int = 0, nul: int = 0) -> Iterator[Piece | Skip]:
-    """The rules for a document held in a field (JSON) or a column (Parquet, Arrow): NUL
-    characters, lone surrogates, blank text, and pieces of at most max_doc_bytes."""
+                cursor: Cursor | None, replaced: int, nul: int) -> Iterator[Piece | Skip]:
+    """The rules for a document held in a JSON field: NUL characters and lone surrogates (JSON
+    may escape them), then those of every value (`_text_items`)."""
     if "\0" in doc:
         nul += doc.count("\0")
         doc = doc.replace("\0", "")
@@ -174,10 +174,18 @@ def value_items(doc: str, file_index: int, where: str, errors: str, text_key: st
             raise InputError(f"{where}: lone surrogate escape in {text_key!r}; fix it or pass --errors replace")
         doc, n = _SURROGATE.subn("\ufffd", doc)
         replaced += n
+    yield from _text_items(doc, None, file_index, max_doc_bytes, cursor, replaced, nul)
+
+
+def _text_items(doc: str, data: bytes | None, file_index: int, max_doc_bytes: int, cursor: Cursor | None,
+                replaced: int, nul: int) -> Iterator[Piece | Skip]:
+    """The rules for a document's text (no NUL, no lone surrogate): blank text is skipped, longer
+    than max_doc_bytes is cut into pieces. `data`: its UTF-8 bytes, when the caller has them."""
     if not doc.strip():
         yield Skip(file_index, "whitespace" if doc else "empty", replaced, nul, cursor)
         return
-    data = doc.encode("utf-8")
+    if data is None:
+        data = doc.encode("utf-8")
     if len(data) <= max_doc_bytes:
         yield Piece(doc, True, file_index, replaced, nul, cursor, len(data))
         return
@@ -201,6 +209,9 @@ def _row_items(rows: Rows, f: InputFile, errors: str, text_key: str, max_doc_byt
                 raise InputError(f"{where}: {text_key!r} is null; pass --errors replace to skip and count such rows")
             yield Skip(rows.file, "no_text", 0, 0, cursor)
             continue
-        text, replaced, nul = decode(data[offsets[k]:offsets[k + 1]], errors, where,
-                                     lambda i: f"byte {i} of its {text_key!r} value")
-        yield from value_items(text, rows.file, where, errors, text_key, max_doc_bytes, cursor, replaced, nul)
+        raw = data[offsets[k]:offsets[k + 1]]
+        text, replaced, nul = decode(raw, errors, where, lambda i: f"byte {i} of its {text_key!r} value")
+        # Decoded from bytes, the text holds no NUL (removed) and no lone surrogate (UTF-8 has
+        # none); with nothing replaced its UTF-8 bytes are the value's own, less the NULs.
+        clean = None if replaced else raw.replace(b"\0", b"") if nul else raw
+        yield from _text_items(text, clean, rows.file, max_doc_bytes, cursor, replaced, nul)

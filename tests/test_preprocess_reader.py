@@ -150,3 +150,29 @@ def test_long_jsonl_document_is_split(tmp_path):
     assert len(items) == 5 and [i.ends_doc for i in items] == [False] * 4 + [True]
     assert "".join(i.text for i in items) == text
     assert [i.text.encode() for i in items] == split_long(text.encode(), 4096)
+
+
+# -- Parquet/Arrow values: the rules of a JSON field, less what decoded bytes cannot hold --------
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.lists(st.sampled_from([b"a", b" ", b"\t", b"\0", b"\xff", b"\xed\xa0\x80", "é".encode(),
+                                                 "\ufffd".encode(), "。".encode(), b"\xe3\x81"]),
+                                max_size=30).map(b"".join), max_size=8),
+       limit=st.sampled_from([8, 1024]))
+def test_row_values_follow_the_rules_of_a_json_field(values, limit):
+    """A row's value is decoded, then skips the NUL and surrogate checks and the re-encoding a
+    JSON field needs (decoding removed the NULs; UTF-8 decodes to no surrogate): the same items."""
+    import numpy as np
+
+    from preprocess.blocks import Cursor
+    from preprocess.columnar import Rows
+    from preprocess.reader import _row_items, decode, value_items
+
+    f = InputFile(path=Path("t.parquet"), name="t.parquet", size=1, fmt="parquet", compression=None)
+    offsets = np.cumsum([0, *map(len, values)]).astype(np.int64)
+    got = list(_row_items(Rows(0, 0, 5, b"".join(values), offsets, None), f, "replace", "text", limit))
+    want = []
+    for k, raw in enumerate(values):
+        text, replaced, nul = decode(raw, "replace", "", str)
+        want += value_items(text, 0, "", "replace", "text", limit, Cursor(0, 5 + k + 1, None), replaced, nul)
+    assert got == want
