@@ -31,6 +31,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from preprocess.errors import TokenizerError
 from preprocess.spm_model import BYTE, CONTROL, NORMAL, SCORE_BITS, UNIGRAM, UNKNOWN, USER_DEFINED, read_proto
 
 _UNK_PENALTY = 10.0  # kUnkPenalty in SentencePiece, K_UNK_PENALTY in tokenizers
@@ -42,7 +43,10 @@ def problem(tok_dir: Path) -> str | None:
     model = tok_dir / "tokenizer.model"
     if not model.is_file():
         return "no tokenizer.model"
-    proto = read_proto(model)
+    try:
+        proto = read_proto(model)
+    except (TokenizerError, OSError):  # AutoTokenizer runs tokenizer.json and never reads it
+        return "its tokenizer.model is not a readable SentencePiece model"
     spec, norm = proto.trainer_spec, proto.normalizer_spec
     if spec.model_type != UNIGRAM:
         return "not a unigram model"

@@ -184,6 +184,24 @@ def test_engine_choice(tmp_path, exact_dir, tokenizer_dir, bpe_dir):
     assert make_encoder(spec)(texts) == [tok.encode(t, add_special_tokens=False) for t in texts]
 
 
+def test_a_tokenizer_model_that_is_not_sentencepiece_leaves_the_tokenizers_engine(tmp_path, tokenizer_dir,
+                                                                                     corpus_lines):
+    """A plain directory's tokenizer.model is read only to see whether SentencePiece may encode;
+    AutoTokenizer runs tokenizer.json. Garbage there means the `tokenizers` engine, not a refusal."""
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (odd / f).write_bytes((tokenizer_dir / f).read_bytes())
+    (odd / "tokenizer.model").write_bytes(b"not a SentencePiece model\n")
+    assert choose_engine(odd, tmp_path).engine == "tokenizers"
+    lines = corpus_lines[:40]
+    r = preprocess_cli(write_lines(tmp_path / "in.txt", lines), "--tokenizer", odd, "--out", tmp_path / "ds",
+                       "--workers", 0, "-q")
+    assert r.exit_code == 0, r.output
+    tok = _autotokenizer(tmp_path / "ds" / "tokenizer")
+    assert [list(d) for d in documents(tmp_path / "ds")] == [tok.encode(t, add_special_tokens=False) for t in lines]
+
+
 def test_plain_directories_are_what_autotokenizer_runs(tmp_path, exact_dir, tokenizer_dir, bpe_dir):
     """The premise of reading a plain directory without transformers: AutoTokenizer's backend is
     tokenizer.json as the `tokenizers` library loads it, and the facts agree."""
