@@ -16,6 +16,23 @@ from pathlib import Path
 from shards.errors import UsageError
 
 LOCK_NAME = ".lock"
+# File descriptors of the locks this process holds. A forked child (a DataLoader worker) closes
+# its copies at once: a flock lives as long as any descriptor of it, so a child that outlives a
+# killed parent (until its watchdog notices) would otherwise keep the directory locked.
+_HELD: set[int] = set()
+
+
+def _drop_inherited() -> None:
+    for fd in list(_HELD):
+        try:
+            os.close(fd)  # this copy only: never LOCK_UN, which would unlock the parent too
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited)
 
 
 class DirectoryBusyError(UsageError):
@@ -53,6 +70,7 @@ class DirectoryLock:
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()} {self.command}\n".encode())
                 self._fd = fd
+                _HELD.add(fd)
                 return self
             os.close(fd)  # the holder removed the file as we opened it: lock the new one
         raise DirectoryBusyError(f"{self.path}: could not take the lock (the file keeps being replaced)")
@@ -65,6 +83,7 @@ class DirectoryLock:
                 self.path.unlink()
         except OSError:
             pass  # the directory went away, or is read-only now: the kernel lock still ends below
+        _HELD.discard(self._fd)
         os.close(self._fd)
         self._fd = None
 

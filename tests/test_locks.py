@@ -138,3 +138,29 @@ def test_training_reads_a_dataset_on_a_read_only_filesystem(train_valid, tmp_pat
     r = train_cli(*train_args(ro, run), "--max-steps", "3", "--warmup", "1", "--workers", "1")
     assert r.exit_code == 0, r.output
     assert len([x for x in read(run / "metrics.jsonl") if "loss" in x]) == 3
+
+
+def test_a_forked_child_does_not_keep_a_killed_parents_lock(tmp_path):
+    """DataLoader workers are forked: when the training process is killed, a worker still alive
+    (until its watchdog notices) must not hold the run's lock."""
+    script = ("import os, sys, time\n"
+              "from shards.lock import DirectoryLock\n"
+              f"DirectoryLock({str(tmp_path)!r}, 'train').acquire()\n"
+              "child = os.fork()\n"
+              "if child == 0:\n"
+              "    time.sleep(600)\n"
+              "    os._exit(0)\n"
+              "print(child, flush=True)\n"
+              "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    child = int(parent.stdout.readline())
+    try:
+        with pytest.raises(DirectoryBusyError):
+            DirectoryLock(tmp_path, "train").acquire()  # the parent holds it
+        parent.kill()
+        parent.wait()
+        assert os.path.exists(f"/proc/{child}")  # the child lives on ...
+        with DirectoryLock(tmp_path, "train"):  # ... and holds nothing
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
