@@ -12,7 +12,7 @@ depend on how the file was read.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -94,6 +94,12 @@ def cut_point(window: bytes) -> int:
     return n if i + width <= n else max(i, 1)
 
 
+def line_limit(f: InputFile, max_doc_bytes: int) -> int | None:
+    """The longest line (bytes) of `f` before it is cut into pieces: a .txt line is a document,
+    cut like any; a JSON line is never cut before parsing (its document is cut after)."""
+    return max_doc_bytes if f.fmt == "txt" else None
+
+
 def split_long(data: bytes, max_bytes: int) -> list[bytes]:
     """Cut `data` into pieces of at most max_bytes with `cut_point` (one piece if it fits)."""
     pieces = []
@@ -146,22 +152,15 @@ def first_line_start(stream: BinaryIO, start: int, chunk: int = BLOCK_BYTES) -> 
     if start == 0:
         return 0
     stream.seek(start - 1)
-    prev = stream.read(1)
-    if prev == b"\n":
-        return start
-    if prev == b"\r":
-        return start + 1 if stream.read(1) == b"\n" else start
-    pos = start
-    while data := stream.read(chunk):
-        m = EOL.search(data)
-        if m is None:
-            pos += len(data)
-            continue
-        end = pos + m.end()
-        if m.group() == b"\r" and m.end() == len(data) and stream.read(1) == b"\n":
-            end += 1
-        return end
-    return pos
+    buf, at = bytearray(), start - 1  # buf[0] is the byte at offset `at`
+    while True:
+        data = stream.read(chunk)
+        buf += data
+        q = _line_start_at_or_after(buf, 1, not data)
+        if q is not None:
+            return at + q
+        at += len(buf) - 1  # no line end yet: keep the last byte, a "\r" maybe followed by "\n"
+        del buf[:-1]
 
 
 def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_doc_bytes: int,
@@ -180,9 +179,8 @@ def read_blocks(files: list[InputFile], units: list[Unit], index: int, *, max_do
             line = 1 if base == 0 else None
         stream.seek(base)
         meter.at(raw.tell(), resumed=resume is not None)
-        limit = max_doc_bytes if f.fmt == "txt" else None  # a JSON line cannot be cut
-        yield from _frame(stream, lambda: meter.at(raw.tell()), index, unit.file, base, line, unit.stop, limit,
-                          block_bytes)
+        yield from _frame(stream, lambda: meter.at(raw.tell()), index, unit.file, base, line, unit.stop,
+                          line_limit(f, max_doc_bytes), block_bytes)
         meter.finish()
     except read_errors(f) as e:
         raise InputError(f"{f.name}: cannot read ({e})") from None
@@ -230,19 +228,14 @@ def _frame(stream: BinaryIO, after_read: Callable[[], None], index: int, file: i
             buf += chunk
             after_read()
         if in_line:  # the rest of a too-long line
-            m = EOL.search(buf)
-            # A final "\r" may be half of "\r\n": the line's text is then one byte shorter.
-            pending_cr = m is not None and m.group() == b"\r" and m.end() == len(buf) and not eof
-            if m is None or pending_cr:
-                if not eof:
-                    while len(buf) - pending_cr > limit:
-                        cut = cut_point(bytes(buf[:limit]))
-                        yield Block(index, file, bytes(buf[:cut]), base, base + cut, line, False, False, False)
-                        del buf[:cut]
-                        base += cut
-                    continue
-                m = None  # the file ends inside the line
-            tail_end, line_end = (m.start(), m.end()) if m else (len(buf), len(buf))
+            found = _next_line_end(buf, clean, eof)
+            if found is None and not eof:
+                # A final "\r" may be half of "\r\n": the line's text is then one byte shorter.
+                pending = int(buf[-1:] == b"\r")
+                base = yield from _cut(buf, limit, pending, index, file, base, line, first=False)
+                clean = len(buf) - pending
+                continue
+            tail_end, line_end = found or (len(buf), len(buf))  # None: the file ends inside the line
             pieces = split_long(bytes(buf[:tail_end]), limit)
             origin = base
             for j, piece in enumerate(pieces):
@@ -273,14 +266,30 @@ def _frame(stream: BinaryIO, after_read: Callable[[], None], index: int, file: i
         clean = len(buf) - (buf[-1:] == b"\r")
         if limit is not None and len(buf) > limit and clean == len(buf):
             # A line with no end in sight: hand out the pieces it will surely have.
-            first = True
-            while len(buf) > limit:
-                cut = cut_point(bytes(buf[:limit]))
-                yield Block(index, file, bytes(buf[:cut]), base, base + cut, line, False, first, False)
-                del buf[:cut]
-                base += cut
-                first = False
-            in_line = True
+            base = yield from _cut(buf, limit, 0, index, file, base, line, first=True)
+            in_line, clean = True, len(buf)
+
+
+def _cut(buf: bytearray, limit: int, keep: int, index: int, file: int, base: int, line: int | None, *,
+         first: bool) -> Generator[Block, None, int]:
+    """Pieces (by cut_point) off the front of buf, part of a line without its end, while more
+    than limit + keep bytes are left; returns the offset of what is left."""
+    while len(buf) - keep > limit:
+        cut = cut_point(bytes(buf[:limit]))
+        yield Block(index, file, bytes(buf[:cut]), base, base + cut, line, False, first, False)
+        del buf[:cut]
+        base += cut
+        first = False
+    return base
+
+
+def _next_line_end(buf: bytearray, at: int, eof: bool) -> tuple[int, int] | None:
+    """(start, end) of the first line end in buf at or after `at`; None when there is none, or
+    when only more data can tell: a final "\\r" may be the first half of "\\r\\n"."""
+    m = EOL.search(buf, at)
+    if m is None or (m.end() == len(buf) and m.group() == b"\r" and not eof):
+        return None
+    return m.span()
 
 
 def _last_line_end(buf: bytearray, eof: bool, clean: int = 0) -> int:
@@ -300,7 +309,7 @@ def _line_start_at_or_after(buf: bytearray, p: int, eof: bool, clean: int = 0) -
     more data can tell; buf[:clean] holds no line end."""
     if p <= 0:
         return 0
-    m = EOL.search(buf, max(p - 1, clean))
-    if m is None or (m.group() == b"\r" and m.end() == len(buf) and not eof):
+    found = _next_line_end(buf, max(p - 1, clean), eof)
+    if found is None:
         return len(buf) if eof else None
-    return m.end()
+    return found[1]

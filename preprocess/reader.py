@@ -18,7 +18,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from preprocess.blocks import BLOCK_BYTES, BOM, Block, Cursor, ProgressFn, block_lines, read_blocks, split_long
+from preprocess.blocks import (BLOCK_BYTES, BOM, Block, Cursor, ProgressFn, block_lines, line_limit, read_blocks,
+                               split_long)
 from preprocess.columnar import Rows, read_rows
 from preprocess.errors import InputError
 from preprocess.inputs import COLUMNAR, InputFile, Unit
@@ -83,9 +84,8 @@ def task_items(task: Task, files: list[InputFile], *, text_key: str, errors: str
         yield from _row_items(task, f, errors, text_key, max_doc_bytes)
         return
     line = task.line
-    limit = max_doc_bytes if f.fmt == "txt" else None  # a JSON line is cut after parsing, never before
     offset = task.offset
-    for data, first, last, end in block_lines(task, limit):
+    for data, first, last, end in block_lines(task, line_limit(f, max_doc_bytes)):
         cursor = Cursor(task.unit, end, None if line is None else line + 1) if last else None
         yield from line_items(f, task.file, data, first, last, offset, line, errors, text_key,
                               max_doc_bytes, cursor)
