@@ -22,7 +22,7 @@ import numpy as np
 from preprocess.blocks import Cursor, ProgressFn, UnitMeter
 from preprocess.streams import require_regular
 from preprocess.errors import InputError, UsageError
-from preprocess.inputs import PYARROW_HINT, InputFile, Unit
+from preprocess.inputs import InputFile, Unit, import_pyarrow
 
 _READ_BUFFER = 1 << 20  # Parquet column chunks are streamed through a buffer this size
 _MAX_BATCH_ROWS = 65536
@@ -99,7 +99,7 @@ class Table:
 
     def __init__(self, f: InputFile, text_key: str):
         self.f, self.key = f, text_key
-        pa = pyarrow(f)
+        pa = import_pyarrow(f.name, f.fmt)
         self._source: Any = None
         require_regular(f)  # pyarrow would wait on a FIFO swapped in since the inputs were listed
         try:
@@ -237,11 +237,3 @@ def _is_text(pa, kind) -> bool:
 def _is_arrow_error(e: BaseException) -> bool:
     return type(e).__module__.startswith("pyarrow")
 
-
-def pyarrow(f: InputFile):
-    try:
-        import pyarrow as pa
-    except ImportError:
-        what = "Parquet" if f.fmt == "parquet" else "Arrow"
-        raise UsageError(f"{f.name}: reading {what} needs pyarrow: {PYARROW_HINT}") from None
-    return pa

@@ -15,7 +15,6 @@ import numpy as np
 import shards
 from preprocess import worker
 from preprocess.split import in_valid, text_hasher
-from preprocess.columnar import check_columns
 from preprocess.errors import InputError
 from preprocess.inputs import unit_bytes
 from preprocess.reader import Cursor, Task, tasks
@@ -79,7 +78,6 @@ class Encoding:
         # (imports, loading the tokenizer) is left out. [t_first, t_last, tokens after the first]
         self.clock: list[float] = []
         self.dtype = shards.dtype_for_vocab(info.vocab_size)
-        check_columns([files[i] for i in sorted({u.file for u in units})], cfg.text_key)
         total = sum(unit_bytes(files[u.file], u) for u in units)
         cursor = state["cursor"]
         self.resume = Cursor(**cursor) if cursor else None

@@ -14,9 +14,9 @@ from preprocess.errors import InputError, UsageError
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".parquet": "parquet", ".arrow": "arrow"}
 COLUMNAR = ("parquet", "arrow")  # read with pyarrow, row by row; never compressed around
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
-# For messages: what preprocess reads (the pipeline's "ignored N file(s)" note can name it).
-READ_FORMATS = ".txt, .jsonl (plain or .gz/.bz2/.xz/.zst), .parquet, .arrow"
-PYARROW_HINT = "pip install 'shardtrain[parquet]'"
+# For messages, from the tables above: ".txt, .jsonl (plain or .gz/.bz2/.xz/.zst), .parquet, .arrow".
+READ_FORMATS = (f"{', '.join(e for e, f in FORMATS.items() if f not in COLUMNAR)} (plain or {'/'.join(COMPRESSIONS)}), "
+                f"{', '.join(e for e, f in FORMATS.items() if f in COLUMNAR)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +97,18 @@ def _add(found: list[InputFile], seen: set[Path], path: Path, name: str, kind: t
         except ImportError:
             raise UsageError(f"{name}: reading .zst needs zstandard: pip install 'shardtrain[zstd]'") from None
     if fmt in COLUMNAR:
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise UsageError(f"{name}: reading {'Parquet' if fmt == 'parquet' else 'Arrow'} needs pyarrow: "
-                             f"{PYARROW_HINT}") from None
+        import_pyarrow(name, fmt)
     found.append(InputFile(path=path, name=name, size=path.stat().st_size, fmt=fmt, compression=compression))
+
+
+def import_pyarrow(name: str, fmt: str):
+    """pyarrow (for the Parquet or Arrow input `name`), or one line naming the extra to install."""
+    try:
+        import pyarrow
+    except ImportError:
+        raise UsageError(f"{name}: reading {'Parquet' if fmt == 'parquet' else 'Arrow'} needs pyarrow: "
+                         "pip install 'shardtrain[parquet]'") from None
+    return pyarrow
 
 
 def parse_part(text: str | None) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from preprocess.config import PreprocessConfig
 from preprocess.engines import EngineSpec, choose_engine
 from preprocess.encoding import Encoding
 from preprocess.errors import InputError
-from preprocess.inputs import COLUMNAR, COMPRESSIONS, FORMATS, InputFile, Unit, discover, plan_part, plan_sample
+from preprocess.inputs import READ_FORMATS, InputFile, Unit, discover, plan_part, plan_sample
 from preprocess.journal import Journal, lock_output, prepare, refuse_inputs_inside
 from preprocess.reader import Piece, read_unit
 from shards import DatasetWriter, Manifest
@@ -43,12 +43,6 @@ class Summary:
     kept_tokens: int = 0  # tokens an interrupted run had written, kept by this one
 
 
-def _readable() -> str:
-    """What preprocess reads, from preprocess.inputs' own tables: ".txt, .jsonl, ... (...)"."""
-    text = [ext for ext, fmt in FORMATS.items() if fmt not in COLUMNAR]
-    return f"{', '.join(FORMATS)} ({'/'.join(text)} also compressed: {', '.join(COMPRESSIONS)})"
-
-
 def run(cfg: PreprocessConfig, say: Callable[[str], None] = print) -> Summary:
     # A full disk, however the library that met it says so (tokenizers raises a bare Exception,
     # copytree a list of errors), becomes one line naming --out; the journal lets a rerun resume.
@@ -60,9 +54,9 @@ def _run(cfg: PreprocessConfig, say: Callable[[str], None]) -> Summary:
     t0 = time.monotonic()
     files, ignored = discover(list(cfg.inputs))
     if ignored and not cfg.quiet:
-        say(f"note: ignored {ignored} file(s) in the input directories that are not {_readable()}")
+        say(f"note: ignored {ignored} file(s) in the input directories that are not {READ_FORMATS}")
     # A wrong --text-key must fail before the journal exists, or the corrected command would be
-    # refused as "a different command" (the encoding stage checks again, as a backstop).
+    # refused as "a different command".
     check_columns(files, cfg.text_key)
     if cfg.tokenizer_only:
         return _tokenizer_only(cfg, files, say, t0)

@@ -14,10 +14,11 @@ from preprocess.errors import InputError
 from preprocess.inputs import InputFile
 
 
-def require_regular(f: InputFile) -> None:
-    """Refuse an input that is no longer a regular file (os.stat never blocks, unlike open)."""
+def require_regular(f: InputFile, fd: int | None = None) -> None:
+    """Refuse an input that is no longer a regular file: by os.stat (which never blocks, unlike
+    open), or by fstat of `fd`, the file opened without blocking."""
     try:
-        mode = os.stat(f.path).st_mode
+        mode = os.stat(f.path).st_mode if fd is None else os.fstat(fd).st_mode
     except OSError as e:
         raise InputError(f"{f.name}: cannot open ({e.strerror})") from None
     if not stat.S_ISREG(mode):
@@ -45,9 +46,11 @@ def open_binary(f: InputFile) -> tuple[BinaryIO, BinaryIO]:
         fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise InputError(f"{f.name}: cannot open ({e.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        require_regular(f, fd)
+    except InputError:
         os.close(fd)
-        raise InputError(f"{f.name}: not a regular file any more; preprocess reads regular files only")
+        raise
     raw = os.fdopen(fd, "rb")  # O_NONBLOCK does nothing for regular files
     if f.compression is None:
         return raw, raw
