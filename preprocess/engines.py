@@ -16,7 +16,6 @@ No engine is chosen by comparing outputs on a sample: a sample cannot see the ra
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -85,8 +84,7 @@ def make_encoder(spec: EngineSpec) -> Encoder:
 def _tokenizers(path: Path, split_special: bool) -> Encoder:
     """What TokenizersBackend.encode(text, add_special_tokens=False) does: its backend, special
     tokens in text split or not, truncation and padding off (as encode turns them off)."""
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker process
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # one thread: preprocess.worker.init sets TOKENIZERS_PARALLELISM
 
     tk = Tokenizer.from_file(str(path))
     tk.no_truncation()

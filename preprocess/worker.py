@@ -22,7 +22,7 @@ from preprocess.columnar import Rows
 from preprocess.engines import EngineSpec, make_encoder, to_array
 from preprocess.errors import TokenizerError
 from preprocess.inputs import InputFile
-from preprocess.reader import Piece, task_items
+from preprocess.reader import Piece, Skip, task_items
 
 _STATE: dict = {}
 
@@ -56,7 +56,9 @@ def init(spec: EngineSpec, settings: Settings, in_worker: bool = True) -> None:
     if in_worker:
         # Ctrl-C reaches the whole process group: the parent decides what happens, not the workers.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    # One thread per engine, whichever it is: the worker processes are the parallelism, and
+    # --workers 0 means one core.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _STATE.clear()  # in this process (--workers 0, library use) an earlier run may have failed here
     try:
         _STATE.update(encode=make_encoder(spec), settings=settings)
@@ -124,9 +126,7 @@ def _slow(task: Block | Rows, s: Settings):
     doc_bytes = doc_chars = n_pieces = 0
     hasher_parts: list[bytes] = []
     for item in task_items(task, s.files, text_key=s.text_key, errors=s.errors, max_doc_bytes=s.max_doc_bytes):
-        for key, n in (("replaced", item.replaced), ("nul_bytes", item.nul)):
-            if n:
-                stats[key] = stats.get(key, 0) + n
+        _count_cleaning(item, stats)
         if not isinstance(item, Piece):
             stats[item.reason] = stats.get(item.reason, 0) + 1
             continue
@@ -152,9 +152,17 @@ def _piece(block: Block, s: Settings) -> Encoded:
     """One piece of a line too long to tokenize whole; the main process joins the pieces."""
     items = list(task_items(block, s.files, text_key=s.text_key, errors=s.errors, max_doc_bytes=s.max_doc_bytes))
     piece = items[0]  # a piece is never skipped: only whole empty lines are
-    stats = {k: n for k, n in (("replaced", piece.replaced), ("nul_bytes", piece.nul)) if n}
+    stats: dict[str, int] = {}
+    _count_cleaning(piece, stats)
     ids = _STATE["encode"]([piece.text])
     tokens, lengths = to_array(ids, s.eos_id, [block.last], np.dtype(s.dtype), s.vocab_size)
     text = piece.text.encode("utf-8") if s.valid_fraction else None
     return Encoded(tokens, lengths.astype(np.int64), np.zeros(1, dtype=bool), np.array([piece.nbytes]),
                    np.array([len(piece.text)]), stats, text)
+
+
+def _count_cleaning(item: Piece | Skip, stats: dict[str, int]) -> None:
+    """Add what cleaning a line or value did (characters replaced, NUL bytes removed) to stats."""
+    for key, n in (("replaced", item.replaced), ("nul_bytes", item.nul)):
+        if n:
+            stats[key] = stats.get(key, 0) + n
