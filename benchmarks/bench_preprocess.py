@@ -103,7 +103,7 @@ def raw_rates(text: Path, tok_dir: Path, megabytes: float = 16, repeats: int = 3
     import sentencepiece as spm
     from tokenizers import Tokenizer
 
-    from preprocess.engines import EngineSpec, choose_engine, make_encoder
+    from preprocess.engines import choose_engine, make_encoder
 
     sp = spm.SentencePieceProcessor(model_file=str(tok_dir / "tokenizer.model"))
     tk = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
@@ -112,7 +112,7 @@ def raw_rates(text: Path, tok_dir: Path, megabytes: float = 16, repeats: int = 3
                "tokenizers": lambda b: [e.ids for e in tk.encode_batch_fast(b, add_special_tokens=False)]}
     chosen = choose_engine(tok_dir, tok_dir.parent)
     if chosen.engine == "sentencepiece":  # what the workers run: SentencePiece with its exactness rules
-        engines["preprocess's SentencePiece engine"] = make_encoder(EngineSpec("sentencepiece", str(tok_dir)))
+        engines["preprocess's SentencePiece engine"] = make_encoder(chosen)
     data, out, size = [], {}, 0
     for b in batches(text):
         data.append(b)

@@ -39,6 +39,8 @@ class EngineSpec:
     """tokenizers: the tokenizer.json to run (default: tokenizer_dir's own)."""
     split_special: bool = True
     """tokenizers: text spelling a special token is encoded as text (AutoTokenizer's split_special_tokens)."""
+    lowest_score: float | None = None
+    """sentencepiece: tokenizer.json's lowest score as `tokenizers` loads it (spm_exact.check, once)."""
 
     def describe(self) -> str:
         """For people: which engine, and why its ids are AutoTokenizer's."""
@@ -52,15 +54,14 @@ class EngineSpec:
         """For the journal; the backend file is named relative to the tokenizer's parent (the
         run's work directory), which may have moved by the time a run resumes."""
         name = Path(self.backend_file).name if self.backend_file else None
-        return {"engine": self.engine, "backend_file": name, "split_special": self.split_special}
+        return {"engine": self.engine, "backend_file": name, "split_special": self.split_special,
+                "lowest_score": self.lowest_score}
 
     @classmethod
-    def from_json(cls, data: dict | str, tokenizer_dir: str) -> EngineSpec:
-        if isinstance(data, str):  # a journal written before engines had options
-            return cls(data, tokenizer_dir)
-        name = data.get("backend_file")
+    def from_json(cls, data: dict, tokenizer_dir: str) -> EngineSpec:
+        name = data["backend_file"]
         backend = str(Path(tokenizer_dir).parent / name) if name else None
-        return cls(data["engine"], tokenizer_dir, backend, bool(data.get("split_special", True)))
+        return cls(data["engine"], tokenizer_dir, backend, bool(data["split_special"]), data["lowest_score"])
 
 
 def make_encoder(spec: EngineSpec) -> Encoder:
@@ -69,7 +70,10 @@ def make_encoder(spec: EngineSpec) -> Encoder:
     if spec.engine == "sentencepiece":
         from preprocess.spm_exact import ExactEncoder
 
-        return ExactEncoder(tok_dir, fallback=lambda: _tokenizers(tok_dir / "tokenizer.json", True))
+        if spec.lowest_score is None:
+            raise ValueError("the sentencepiece engine needs tokenizer.json's lowest score (from choose_engine)")
+        return ExactEncoder(tok_dir, spec.lowest_score,
+                            fallback=lambda: _tokenizers(tok_dir / "tokenizer.json", True))
     if spec.engine == "tokenizers":
         return _tokenizers(Path(spec.backend_file) if spec.backend_file else tok_dir / "tokenizer.json",
                            spec.split_special)
@@ -105,8 +109,9 @@ def choose_engine(tok_dir: Path, work_dir: Path, loaded=None) -> EngineSpec:
 
     facts = plain(tok_dir)
     if facts is not None:
-        if facts.split_special and spm_exact.problem(tok_dir) is None:
-            return EngineSpec("sentencepiece", str(tok_dir))
+        problem, lowest_score = spm_exact.check(tok_dir, facts.split_special)
+        if problem is None:
+            return EngineSpec("sentencepiece", str(tok_dir), lowest_score=lowest_score)
         return EngineSpec("tokenizers", str(tok_dir), split_special=facts.split_special)
     if loaded is None:
         from shards.tokenizer_guard import load_tokenizer

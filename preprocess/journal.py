@@ -16,6 +16,9 @@ from shards.writer import remove_dataset
 
 WORK_DIR = ".preprocess"  # journal and tokenizer of a run in progress; removed at the end
 _STATE = "state.json"
+# What the journal holds, as a number: a journal of another format (an interrupted run of an
+# older preprocess) is refused rather than misread. 2: the engine entry records its lowest score.
+FORMAT = 2
 
 
 class Journal:
@@ -65,6 +68,9 @@ def prepare(out: Path, datasets: list[Path], identity: str, settings: dict[str, 
     journal = Journal(out)
     state = journal.load()
     if state is not None:
+        if state.get("format") != FORMAT and not overwrite:
+            raise UsageError(f"--out {out}: holds an interrupted run of another preprocess version, which this one "
+                             "cannot resume; pass --overwrite to start over")
         if state.get("identity") == identity and not overwrite:
             for d in datasets:  # resuming: nothing may look complete until the end
                 (d / MANIFEST).unlink(missing_ok=True)

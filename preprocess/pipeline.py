@@ -20,6 +20,7 @@ from preprocess.engines import EngineSpec, choose_engine
 from preprocess.encoding import Encoding
 from preprocess.errors import InputError
 from preprocess.inputs import READ_FORMATS, InputFile, Unit, discover, plan_part, plan_sample
+from preprocess.journal import FORMAT as JOURNAL_FORMAT
 from preprocess.journal import Journal, lock_output, prepare, refuse_inputs_inside
 from preprocess.reader import Piece, read_unit
 from shards import DatasetWriter, Manifest
@@ -132,7 +133,7 @@ def _start(cfg: PreprocessConfig, files: list[InputFile], journal: Journal, say)
         raise
     if not cfg.quiet:
         say(f"tokenizer: {info.vocab_size:,} tokens; encoding with {spec.describe()}")
-    state = {"identity": cfg.identity(files), "cursor": None, "writers": {}, "stats": {},
+    state = {"format": JOURNAL_FORMAT, "identity": cfg.identity(files), "cursor": None, "writers": {}, "stats": {},
              "tokenizer": tokenizer, "eos_id": eos_id, "engine": spec.to_json()}
     journal.save(state)
     return state

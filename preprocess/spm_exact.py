@@ -21,7 +21,7 @@ differ, and each is made not to matter:
 A text longer than the float32 bound is cut where no piece can span the cut (a pair of
 adjacent characters that occurs in no piece): every path of the search passes through such a
 position, so the search decomposes there exactly. A text with no such cut, or beyond the float64
-bound, is encoded by the `tokenizers` engine itself. `problem()` checks every premise above on
+bound, is encoded by the `tokenizers` engine itself. `check()` checks every premise above on
 the files, so a model that does not meet them (a user's own .model, BPE) never gets here.
 """
 
@@ -38,8 +38,23 @@ _UNK_PENALTY = 10.0  # kUnkPenalty in SentencePiece, K_UNK_PENALTY in tokenizers
 _SPACE = "\u2581"
 
 
-def problem(tok_dir: Path) -> str | None:
-    """Why SentencePiece cannot give AutoTokenizer's ids for this plain directory (None: it can)."""
+def check(tok_dir: Path, split_special: bool) -> tuple[str | None, float | None]:
+    """(Why SentencePiece cannot give AutoTokenizer's ids for this plain directory, None when it
+    can; then the lowest score in tokenizer.json as `tokenizers` loads it, which bounds the
+    texts its search sums exactly: ExactEncoder needs it, and it is read here, once.)
+
+    `split_special`: the directory's split_special_tokens (preprocess.tokenizer_dir.Plain).
+    """
+    if not split_special:
+        return "split_special_tokens is off (AutoTokenizer matches special tokens in text)", None
+    proto = _model(tok_dir)
+    if isinstance(proto, str):
+        return proto, None
+    return _json_problem(tok_dir, proto)
+
+
+def _model(tok_dir: Path):
+    """tokenizer.model's proto when SentencePiece can run it as tokenizer.json needs, else why not."""
     model = tok_dir / "tokenizer.model"
     if not model.is_file():
         return "no tokenizer.model"
@@ -62,13 +77,10 @@ def problem(tok_dir: Path) -> str | None:
         return 'a control, unknown or byte piece does not contain "<"'
     if not all(_on_grid(p.score) for p in proto.pieces if p.type == NORMAL):
         return f"its scores are not multiples of 2**-{SCORE_BITS} (not trained by preprocess)"
-    config = json.loads((tok_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-    if not config.get("split_special_tokens"):
-        return "split_special_tokens is off (AutoTokenizer matches special tokens in text)"
-    return _json_problem(tok_dir, proto)
+    return proto
 
 
-def _json_problem(tok_dir: Path, proto) -> str | None:
+def _json_problem(tok_dir: Path, proto) -> tuple[str | None, float | None]:
     """tokenizer.json must hold this model, as `tokenizers` loads it: same pieces, same scores
     (read back from the loaded tokenizer: its JSON parser is not correctly rounded), the same
     normalizer, "<" isolated, and no added token but the special pieces themselves."""
@@ -77,27 +89,28 @@ def _json_problem(tok_dir: Path, proto) -> str | None:
     loaded = json.loads(Tokenizer.from_file(str(tok_dir / "tokenizer.json")).to_str())
     model = loaded.get("model") or {}
     if model.get("type") != "Unigram" or not model.get("byte_fallback") or model.get("unk_id") != proto.trainer_spec.unk_id:
-        return "tokenizer.json is not this unigram model"
+        return "tokenizer.json is not this unigram model", None
     vocab = model.get("vocab") or []
     if [v[0] for v in vocab] != [p.piece for p in proto.pieces]:
-        return "tokenizer.json's pieces differ from tokenizer.model's"
+        return "tokenizer.json's pieces differ from tokenizer.model's", None
     if any(v[1] != p.score for v, p in zip(vocab, proto.pieces) if p.type in (NORMAL, USER_DEFINED)):
-        return "tokenizer.json's scores differ from tokenizer.model's"
-    if not _on_grid(min(v[1] for v in vocab)):
-        return "tokenizer.json's lowest score is not on the score grid"
+        return "tokenizer.json's scores differ from tokenizer.model's", None
+    lowest = min(v[1] for v in vocab)
+    if not _on_grid(lowest):
+        return "tokenizer.json's lowest score is not on the score grid", None
     if loaded.get("normalizer") != {"type": "Sequence", "normalizers": [
             {"type": "Replace", "pattern": {"String": " "}, "content": _SPACE}]}:
-        return "tokenizer.json's normalizer is not SentencePiece's"
+        return "tokenizer.json's normalizer is not SentencePiece's", None
     if loaded.get("pre_tokenizer") != {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": "<"}, "behavior": "Isolated", "invert": False}]}:
-        return 'tokenizer.json does not isolate "<"'
+        return 'tokenizer.json does not isolate "<"', None
     pieces = [p.piece for p in proto.pieces]
     for t in loaded.get("added_tokens", []):
         if not t.get("special") or not 0 <= t["id"] < len(pieces) or pieces[t["id"]] != t["content"]:
-            return f"tokenizer.json adds the token {t.get('content')!r}"
+            return f"tokenizer.json adds the token {t.get('content')!r}", None
         if proto.pieces[t["id"]].type not in (CONTROL, UNKNOWN):
-            return f"tokenizer.json makes the piece {t['content']!r} special"
-    return None
+            return f"tokenizer.json makes the piece {t['content']!r} special", None
+    return None, float(lowest)
 
 
 def _on_grid(score: float) -> bool:
@@ -106,9 +119,11 @@ def _on_grid(score: float) -> bool:
 
 class ExactEncoder:
     """SentencePiece encoding that returns what `tokenizers` returns on tokenizer.json, for a
-    directory `problem()` accepts. Called with a batch of texts, returns their ids."""
+    directory `check()` accepts, given the lowest score it found there. Called with a batch of
+    texts, returns their ids."""
 
-    def __init__(self, tok_dir: Path, fallback: Callable[[], Callable[[Sequence[str]], list[list[int]]]]):
+    def __init__(self, tok_dir: Path, lowest_score: float,
+                 fallback: Callable[[], Callable[[Sequence[str]], list[list[int]]]]):
         import sentencepiece as spm
 
         proto = read_proto(tok_dir / "tokenizer.model")
@@ -118,9 +133,8 @@ class ExactEncoder:
         low = min(normal)
         # The largest score either search adds (in size): a piece, or an unknown character
         # (SentencePiece: the lowest normal score - 10; tokenizers: the lowest of all - 10).
-        tk_vocab = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
         sp_step = max(max(abs(s) for s in normal), abs(low - _UNK_PENALTY))
-        tk_step = max(sp_step, abs(min(s for _, s in tk_vocab) - _UNK_PENALTY))
+        tk_step = max(sp_step, abs(lowest_score - _UNK_PENALTY))
         grid = 1 << SCORE_BITS
         self.sp_chars = int((1 << 24) // (sp_step * grid))  # longest text SentencePiece sums exactly
         self.tk_chars = int((1 << 53) // (tk_step * grid))  # ... and tokenizers

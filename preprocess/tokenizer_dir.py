@@ -69,9 +69,8 @@ def _plain(directory: str, stamp: tuple) -> Plain | None:
         backend = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     except Exception:  # not ours to diagnose: transformers' loader says what is wrong
         return None
-    raw = _json(tok_dir / "tokenizer.json")
-    added = {t["content"]: t for t in raw.get("added_tokens", [])} if isinstance(raw, dict) else {}
-    if any(t not in added or not added[t].get("special") for t in tokens.values()):
+    special = {t.content for t in backend.get_added_tokens_decoder().values() if t.special}
+    if any(t not in special for t in tokens.values()):
         return None  # TokenizersBackend would add it on load: another vocabulary
     vocab = backend.get_vocab(with_added_tokens=True)
     if len(vocab) > _PATCHED_ABOVE and backend.pre_tokenizer is not None:

@@ -46,6 +46,13 @@ def _hand_model(tokenizer_dir: Path, out: Path, *, on_grid: bool) -> Path:
     return out
 
 
+def _exact_encoder(tok_dir: Path):
+    """The SentencePiece engine as a run builds it (its spec from choose_engine)."""
+    spec = choose_engine(tok_dir, tok_dir.parent)
+    assert spec.engine == "sentencepiece" and spec.lowest_score is not None
+    return make_encoder(spec)
+
+
 def _autotokenizer(path: Path):
     from transformers import AutoTokenizer
 
@@ -124,9 +131,25 @@ def test_trained_unigram_uses_sentencepiece_and_is_exact(tmp_path, exact_dir, co
     assert encode(texts) == [tok.encode(t, add_special_tokens=False) for t in texts]
 
 
+def test_a_workers_sentencepiece_engine_reads_only_tokenizer_model(tmp_path, exact_dir, corpus_lines):
+    """tokenizer.json is read once, in the main process (choose_engine): the spec carries the
+    lowest score the exact-sum bound needs, and a worker's engine opens only tokenizer.model
+    (tokenizer.json again only if a text needs the fallback engine)."""
+    import shutil
+
+    spec = choose_engine(exact_dir, tmp_path)
+    assert spec.engine == "sentencepiece" and spec.lowest_score == -1e9  # the never-chosen pieces
+    copy = tmp_path / "copy"
+    shutil.copytree(exact_dir, copy)
+    (copy / "tokenizer.json").unlink()
+    texts = corpus_lines[:50] + TIE_RUNS
+    encode = make_encoder(EngineSpec.from_json(spec.to_json(), str(copy)))  # as a resumed run rebuilds it
+    assert encode(texts) == make_encoder(spec)(texts)
+
+
 def test_cutting_long_texts_anywhere_no_piece_spans_changes_nothing(exact_dir, corpus_lines):
     """With a tiny exact-sum limit every text is cut, many times: the ids must not change."""
-    encode = make_encoder(EngineSpec("sentencepiece", str(exact_dir)))
+    encode = _exact_encoder(exact_dir)
     tok = _autotokenizer(exact_dir)
     texts = corpus_lines[:200] + TIE_RUNS
     want = [tok.encode(t, add_special_tokens=False) for t in texts]
@@ -138,7 +161,7 @@ def test_cutting_long_texts_anywhere_no_piece_spans_changes_nothing(exact_dir, c
         assert encode(texts) == want, limit
     assert len(cuts) > 300  # every corpus line was cut, at some limit
 
-    fresh = make_encoder(EngineSpec("sentencepiece", str(exact_dir)))
+    fresh = _exact_encoder(exact_dir)
     calls = []
     fallback = fresh._fallback_factory
     fresh._fallback_factory = lambda: (calls.append(1), fallback())[1]
@@ -152,7 +175,7 @@ def test_cutting_long_texts_anywhere_no_piece_spans_changes_nothing(exact_dir, c
 @given(st.lists(st.text(alphabet="dl]n=#\\<> 　あいう。\n\tx😀", max_size=60), min_size=1, max_size=8),
        st.integers(min_value=2, max_value=40))
 def test_sentencepiece_engine_equals_autotokenizer_on_any_text(exact_dir, texts, limit):
-    encode = make_encoder(EngineSpec("sentencepiece", str(exact_dir)))
+    encode = _exact_encoder(exact_dir)
     encode.sp_chars = limit
     tok = _autotokenizer(exact_dir)
     assert encode(texts) == [tok.encode(t, add_special_tokens=False) for t in texts]

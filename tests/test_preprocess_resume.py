@@ -238,6 +238,26 @@ def test_interrupted_run_of_another_command_is_refused(monkeypatch, tmp_path, co
     assert tree_bytes(out) == tree_bytes(sample_dataset)
 
 
+@pytest.mark.parametrize("older", [{"format": None}, {"format": None, "engine": "sentencepiece"}])
+def test_interrupted_run_of_an_older_version_is_refused(monkeypatch, tmp_path, slice_file, tokenizer_dir, older):
+    """A journal preprocess cannot read (no format number, or an engine written as a bare name)
+    is refused with one line, not misread or a traceback; --overwrite starts over."""
+    out = tmp_path / "ds"
+    args = preprocess_args(slice_file, tokenizer_dir, out, "--checkpoint-seconds", 0, "-q")
+    _interrupted(monkeypatch, args, "batch", 1)
+    journal = out / WORK_DIR / "state.json"
+    state = json.loads(journal.read_text())
+    state.update(older)
+    if state["format"] is None:
+        del state["format"]
+    journal.write_text(json.dumps(state))
+    line = assert_clean_error(preprocess_cli(*args), 2)
+    assert line == (f"error: --out {out}: holds an interrupted run of another preprocess version, which this one "
+                    "cannot resume; pass --overwrite to start over")
+    assert preprocess_cli(*args, "--overwrite").exit_code == 0
+    assert Dataset(out).num_documents == 300
+
+
 def test_foreign_directory_is_refused(tmp_path, slice_file, tokenizer_dir):
     out = tmp_path / "mine"
     out.mkdir()

@@ -28,8 +28,13 @@ def test_worker_encoders_import_neither_torch_nor_transformers(tmp_path, tokeniz
         got = _python(f"""
 import json, sys
 from preprocess import worker
-from preprocess.engines import EngineSpec, make_encoder
-out = make_encoder(EngineSpec({engine!r}, {str(tokenizer_dir)!r}))(["テスト < </s>", "dddd"])
+from pathlib import Path
+from preprocess.engines import EngineSpec, choose_engine, make_encoder
+spec = choose_engine(Path({str(tokenizer_dir)!r}), Path({str(tmp_path)!r}))
+assert spec.engine == "sentencepiece"
+if {engine!r} == "tokenizers":
+    spec = EngineSpec("tokenizers", {str(tokenizer_dir)!r})
+out = make_encoder(spec)(["テスト < </s>", "dddd"])
 print({_HEAVY})""")
         assert got["out"] and not got["torch"] and not got["transformers"], (engine, got)
 
