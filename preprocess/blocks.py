@@ -18,7 +18,6 @@ from typing import BinaryIO
 
 from preprocess.errors import InputError
 from preprocess.inputs import InputFile, Unit, unit_bytes
-from preprocess.split import goes_to_valid, in_valid  # noqa: F401 - re-exported: the split's rule lives there
 from preprocess.streams import open_binary, read_errors
 
 BLOCK_BYTES = 1 << 20

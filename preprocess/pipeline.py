@@ -225,13 +225,13 @@ def _train(cfg: PreprocessConfig, files: list[InputFile], tok_dir: Path, say) ->
 
 
 def _sample_texts(files: list[InputFile], units: list[Unit], cfg: PreprocessConfig,
-                  counted: list[int] | None = None) -> Iterator[str]:
+                  counted: list[int]) -> Iterator[str]:
+    """The tokenizer's training texts, up to --sample-bytes; counted[0]: the bytes read so far."""
     budget = cfg.sample_bytes
     for piece in _pieces(files, units, cfg):
         yield piece.text
         budget -= piece.nbytes
-        if counted is not None:
-            counted[0] += piece.nbytes
+        counted[0] += piece.nbytes
         if budget <= 0:
             return
 
