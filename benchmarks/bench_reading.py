@@ -1,14 +1,15 @@
 """preprocess reading costs that must stay linear or flat: a long JSON line, and CRLF text.
 
-    python benchmarks/bench_reading.py [--line-mb 16,64,256] [--block-mb 8]
+    python benchmarks/bench_reading.py [--line-mb 16,64,256] [--text-mb 8]
 
 long line  `read_blocks` (the main process's cutting into blocks) over a .jsonl file holding one
            line of N MB (a JSON line is never cut before parsing): seconds per MB for each N, and
            the largest N's per-MB time against the smallest's (1.0 is linear; the buffer used to
            be searched again from its start after every read, quadratic in the line's length)
 line ends  what a worker does to a block before tokenizing it (`worker._fast`, else the rules
-           line by line), ms per MiB on sample-corpus text with LF line ends and the same text
-           with CRLF line ends (the ratio is the cost of CRLF), with --valid-fraction 0 and 0.1
+           line by line), ms per MiB on sample-corpus text in 1 MiB blocks (the pipeline's
+           largest) with LF line ends and the same text with CRLF line ends (the ratio is the
+           cost of CRLF), with --valid-fraction 0 and 0.1
 Each figure is the best of three passes, in this process; the machine and load are printed.
 """
 
@@ -64,23 +65,32 @@ def long_line(tmp: Path, megabytes: list[int]) -> None:
     print(f"  per-MB time, {hi} MB line / {lo} MB line: {per_mb[hi] / per_mb[lo]:.2f} (1.0 = linear)")
 
 
-def line_ends(block_mb: int) -> None:
+def line_ends(text_mb: int) -> None:
     from preprocess import worker
     from preprocess.blocks import Block, count_lines
     from preprocess.inputs import InputFile
 
-    lf = (CORPUS / "train.txt").read_bytes()
-    lf = (lf * (block_mb * 2**20 // len(lf) + 1))[:block_mb * 2**20]
-    lf = lf[:lf.rindex(b"\n") + 1]
-    crlf = lf.replace(b"\n", b"\r\n")
-    f = InputFile(Path("x.txt"), "x.txt", len(crlf) + 1, "txt", None)
+    corpus = (CORPUS / "train.txt").read_bytes()
+    text = corpus * (text_mb * 2**20 // len(corpus) + 1)
+    lf_blocks, start = [], 0
+    while len(lf_blocks) < text_mb:  # 1 MiB blocks of whole lines
+        end = text.rindex(b"\n", start, start + 2**20) + 1
+        lf_blocks.append(text[start:end])
+        start = end
+    mib = sum(map(len, lf_blocks)) / 2**20
+    f = InputFile(Path("x.txt"), "x.txt", 2 * len(text), "txt", None)
     for fraction in (0.0, 0.1):
         s = worker.Settings([f], "text", "replace", 1 << 20, None, "<u2", 1000, fraction)
         costs = {}
-        for name, data in (("LF", lf), ("CRLF", crlf)):
-            block = Block(0, 0, data, 1, 1 + len(data), None, True, lines=count_lines(data))
-            docs = lambda: worker._fast(block, s) or worker._slow(block, s)  # noqa: E731
-            costs[name] = best(docs) / (len(lf) / 2**20)
+        for name, datas in (("LF", lf_blocks), ("CRLF", [b.replace(b"\n", b"\r\n") for b in lf_blocks])):
+            blocks = [Block(0, 0, d, 1, 1 + len(d), None, True, lines=count_lines(d)) for d in datas]
+
+            def docs():
+                for block in blocks:
+                    if worker._fast(block, s) is None:
+                        worker._slow(block, s)
+
+            costs[name] = best(docs) / mib
         print(f"  --valid-fraction {fraction}: LF {costs['LF'] * 1e3:.1f} ms per MiB of text, CRLF "
               f"{costs['CRLF'] * 1e3:.1f} ms per MiB (CRLF / LF {costs['CRLF'] / costs['LF']:.2f})")
 
@@ -88,14 +98,14 @@ def line_ends(block_mb: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--line-mb", default="16,64,256", help="sizes of the long JSON line, MB")
-    ap.add_argument("--block-mb", type=int, default=8, help="text per line-ends pass, MiB")
+    ap.add_argument("--text-mb", type=int, default=8, help="text per line-ends pass, MiB")
     args = ap.parse_args()
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at the start")
     with tempfile.TemporaryDirectory() as tmp:
         print("long line (read_blocks):")
         long_line(Path(tmp), sorted(int(x) for x in args.line_mb.split(",")))
     print("line ends (a worker's block before tokenizing):")
-    line_ends(args.block_mb)
+    line_ends(args.text_mb)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -94,11 +94,11 @@ def _fast(block: Block, s: Settings):
     if b"\0" in data or (block.offset == 0 and data.startswith(BOM)):
         return None
     if b"\r" in data:
-        # Every "\r" begins a "\r\n": the lines, and the bytes of each, are those of the text
-        # with "\n" line ends (a line's bytes never include its line end).
-        if data.count(b"\r") != data.count(b"\r\n"):
-            return None
+        # When every "\r" begins a "\r\n", the lines, and the bytes of each, are those of the
+        # text with "\n" line ends (a line's bytes never include its line end).
         data = data.replace(b"\r\n", b"\n")
+        if b"\r" in data:
+            return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
