@@ -196,6 +196,27 @@ def test_to_array_inserts_eos_and_refuses_foreign_ids():
     assert tokens.tolist() == [5, 6, 7] and lengths.tolist() == [2, 1]
     with pytest.raises(TokenizerError, match="id 10"):
         to_array([[1, 10]], 2, [True], np.dtype("<u2"), 10)
+    with pytest.raises(TokenizerError, match="id -1"):
+        to_array([[1, -1]], 2, [True], np.dtype("<u2"), 10)
+
+
+@pytest.mark.parametrize("bad", [70_000, -1, 1 << 40])
+def test_to_array_refuses_an_id_that_numpy_would_wrap(monkeypatch, bad):
+    """numpy 1.26 (which pyproject allows) narrows 70000 to 4464 in uint16 without a word, an id
+    inside the vocabulary: the ids are checked before narrowing, whatever numpy does. Here
+    np.fromiter wraps as 1.26's does."""
+    import numpy as np
+
+    from preprocess import engines
+    from preprocess.errors import TokenizerError
+
+    real = np.fromiter
+    wrapping = lambda it, dtype, count=-1: np.array(list(it), dtype=np.int64).astype(dtype)  # noqa: E731
+    monkeypatch.setattr(np, "fromiter", lambda it, dtype, count=-1: (wrapping if np.dtype(dtype) == np.uint16
+                                                                     else real)(it, dtype, count))
+    assert np.fromiter(iter([1, 70_000]), np.dtype("<u2"), 2).tolist() == [1, 4464]  # wraps, as on 1.26
+    with pytest.raises(TokenizerError, match=f"id {bad}, outside its vocabulary of 65536"):
+        engines.to_array([[1, 2], [bad]], None, [True, True], np.dtype("<u2"), 65536)
 
 
 TRICKY = ["前</s>後", "<s>とか<pad>", "<unk>", "<0x41> and <0xE3><0x81><0x82>", "a < b <", "<<<", " <", "k>"]
