@@ -69,3 +69,32 @@ def write_lines(path: Path, lines: list[str], eol: str = "\n") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes("".join(line + eol for line in lines).encode("utf-8"))
     return path
+
+
+class Killed(Exception):
+    """Stands for the process dying at this exact point (raised from a patched function)."""
+
+
+def die_at_write(monkeypatch, k: int) -> None:
+    """Make `preprocess` die just before it writes the ids of its (k+1)-th block."""
+    from itertools import count
+
+    from preprocess import encoding
+
+    calls = count()
+    orig = encoding.Encoding._write
+
+    def write(self, *args):
+        if next(calls) == k:
+            raise Killed
+        return orig(self, *args)
+
+    monkeypatch.setattr(encoding.Encoding, "_write", write)
+
+
+def run_killed(monkeypatch, args, die) -> None:
+    """Run `preprocess ARGS...` in this process with `die(monkeypatch)` in effect: it must die."""
+    with monkeypatch.context() as m:
+        die(m)
+        r = preprocess_cli(*args)
+    assert isinstance(r.exception, Killed), r.output

@@ -16,7 +16,8 @@ from preprocess import encoding
 from shards import Dataset
 from tests.columnar_files import write_arrow, write_parquet, write_save_to_disk
 from tests.conftest import preprocess_args
-from tests.helpers import assert_clean_error, documents, preprocess_cli, shards_cli, tree_bytes, write_lines
+from tests.helpers import (assert_clean_error, die_at_write, documents, preprocess_cli, run_killed, shards_cli,
+                           tree_bytes, write_lines)
 
 pytest.importorskip("pyarrow")
 
@@ -77,10 +78,6 @@ def test_workers_give_identical_bytes(monkeypatch, tmp_path, lines, tokenizer_di
     assert sum(name.startswith("shard_") for name in trees[0]) > 10
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("k", [1, 7])
 def test_resume_after_a_kill_gives_the_same_bytes(monkeypatch, tmp_path, lines, tokenizer_dir, k):
     path = write_parquet(tmp_path / "docs.parquet", lines, row_group_size=150)
@@ -89,17 +86,7 @@ def test_resume_after_a_kill_gives_the_same_bytes(monkeypatch, tmp_path, lines, 
     _ok(*preprocess_args(path, tokenizer_dir, ref, "--shard-tokens", 3000, "-q"))
     out = tmp_path / "ds"
     args = preprocess_args(path, tokenizer_dir, out, "--shard-tokens", 3000, "--checkpoint-seconds", 0)
-    writes = iter(range(10_000))
-    orig = encoding.Encoding._write
-
-    def write(self, *a):
-        if next(writes) == k:
-            raise Killed
-        return orig(self, *a)
-
-    with monkeypatch.context() as m:
-        m.setattr(encoding.Encoding, "_write", write)
-        assert isinstance(preprocess_cli(*args).exception, Killed)
+    run_killed(monkeypatch, args, lambda m: die_at_write(m, k))
     cursor = json.loads((out / ".preprocess" / "state.json").read_text())["cursor"]
     assert cursor["offset"] % 150 != 0  # the run stopped inside a row group: resuming enters it mid-way
     r = _ok(*args)

@@ -13,11 +13,7 @@ import pytest
 from preprocess import encoding
 from shards.console import Progress
 from tests.conftest import preprocess_args
-from tests.helpers import preprocess_cli, write_lines
-
-
-class Killed(Exception):
-    pass
+from tests.helpers import die_at_write, preprocess_cli, run_killed, write_lines
 
 
 @pytest.fixture
@@ -35,17 +31,7 @@ def bars(monkeypatch):
 
 
 def _kill_then_resume(monkeypatch, args, k: int) -> dict:
-    writes = iter(range(10_000))
-    orig = encoding.Encoding._write
-
-    def write(self, *a):
-        if next(writes) == k:
-            raise Killed
-        return orig(self, *a)
-
-    with monkeypatch.context() as m:
-        m.setattr(encoding.Encoding, "_write", write)
-        assert isinstance(preprocess_cli(*args).exception, Killed)
+    run_killed(monkeypatch, args, lambda m: die_at_write(m, k))
     out = args[args.index("--out") + 1]
     state = json.loads((Path(out) / ".preprocess" / "state.json").read_text())
     r = preprocess_cli(*args)

@@ -21,26 +21,15 @@ from preprocess import encoding, pipeline
 from preprocess.journal import WORK_DIR
 from shards.layout import shard_name
 from tests.conftest import preprocess_args
-from tests.helpers import assert_clean_error, preprocess_cli, tree_bytes
+from tests.helpers import Killed, assert_clean_error, die_at_write, preprocess_cli, run_killed, tree_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Killed(Exception):
-    """Stands for the process dying at this exact point."""
 
 
 def _kill_at(monkeypatch, where: str, k: int) -> None:
     calls = count()
     if where == "batch":  # before the (k+1)-th batch's ids are written
-        orig_write = encoding.Encoding._write
-
-        def write(self, *args):
-            if next(calls) == k:
-                raise Killed
-            return orig_write(self, *args)
-
-        monkeypatch.setattr(encoding.Encoding, "_write", write)
+        die_at_write(monkeypatch, k)
     elif where == "checkpoint":  # batch k+1 is in the shard files, the journal does not know it yet
         orig_checkpoint = encoding.Encoding._checkpoint
 
@@ -69,10 +58,7 @@ def _kill_at(monkeypatch, where: str, k: int) -> None:
 
 
 def _interrupted(monkeypatch, args: list[str], where: str, k: int) -> None:
-    with monkeypatch.context() as m:
-        _kill_at(m, where, k)
-        r = preprocess_cli(*args)
-    assert isinstance(r.exception, Killed), r.output
+    run_killed(monkeypatch, args, lambda m: _kill_at(m, where, k))
     out = Path(args[args.index("--out") + 1])
     assert not (out / "manifest.json").exists()  # nothing looks complete after a crash
 
