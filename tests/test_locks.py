@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,9 @@ import pytest
 from shards.lock import LOCK_NAME, DirectoryBusyError, DirectoryLock
 from tests.conftest import preprocess_args, train_args
 from tests.helpers import preprocess_cli
-from tests.train_helpers import one_error_line, subprocess_env, train_cli
+from tests.train_helpers import one_error_line, subprocess_env, train_cli, wait_until
 from train.metrics import read
 
-
-
-def _wait(cond, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout  # a guard against a hang, not a timing assertion
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"exited early: {proc.communicate()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("no progress")
 
 
 def test_a_second_lock_is_refused_naming_the_holder_and_released_cleanly(tmp_path):
@@ -71,7 +58,7 @@ def test_a_second_train_on_a_run_is_refused_and_a_killed_one_leaves_no_lock(trai
     proc = subprocess.Popen([sys.executable, "-m", "train", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=subprocess_env())
     try:
-        _wait(lambda: (run / "checkpoints" / "step_00000002" / "COMPLETE").exists(), proc)
+        wait_until(lambda: (run / "checkpoints" / "step_00000002" / "COMPLETE").exists(), proc)
         line = one_error_line(train_cli("--out", run, "--resume", "-q"))
         assert line == (f"error: {run}: another train (pid {proc.pid}) is writing here right now; wait for it "
                         "to finish or stop it (one writer per directory)")
@@ -94,7 +81,7 @@ def test_a_second_preprocess_on_an_out_is_refused(tmp_path, corpus_file, tokeniz
     proc = subprocess.Popen([sys.executable, "-m", "preprocess", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=subprocess_env())
     try:
-        _wait(lambda: (out / LOCK_NAME).exists() and (out / LOCK_NAME).read_text().strip(), proc)
+        wait_until(lambda: (out / LOCK_NAME).exists() and (out / LOCK_NAME).read_text().strip(), proc)
         proc.send_signal(signal.SIGSTOP)  # frozen while it holds the lock: it cannot finish in between
         r = preprocess_cli(*args)
         assert r.exit_code == 2 and r.stderr.strip().splitlines() == [

@@ -6,29 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import train_args
-from tests.train_helpers import subprocess_env
+from tests.train_helpers import subprocess_env, wait_until
 from train.checkpoint import Checkpointer
 from train.metrics import read
 
-
-
-def _wait_for_steps(run: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        metrics = run / "metrics.jsonl"
-        if metrics.exists() and sum(1 for r in read(metrics) if "loss" in r) >= n:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"train exited early: {proc.communicate()[0]}")
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("train made no progress")
 
 
 @pytest.mark.slow
@@ -38,7 +23,8 @@ def test_signal_finishes_the_step_saves_and_exits_0(train_valid, tmp_path, how):
     args = train_args(train_valid, run, "--max-steps", "100000", "--workers", "2", "--checkpoint-every", "100000")
     proc = subprocess.Popen([sys.executable, "-m", "train", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=subprocess_env(), start_new_session=True)
-    _wait_for_steps(run, 3, proc)
+    wait_until(lambda: (run / "metrics.jsonl").exists()
+               and sum(1 for r in read(run / "metrics.jsonl") if "loss" in r) >= 3, proc)
     if how == "sigterm":
         os.kill(proc.pid, signal.SIGTERM)
     else:  # a terminal's Ctrl-C reaches the whole process group, DataLoader workers included

@@ -63,3 +63,19 @@ def subprocess_env() -> dict[str, str]:
 
     root = Path(__file__).resolve().parents[1]
     return {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+
+
+def wait_until(cond, proc, timeout: float = 120) -> None:
+    """Poll `cond()` while the subprocess `proc` runs; fail if it exits first or makes no progress.
+    The timeout is a guard against a hang, not a timing assertion."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no progress")
